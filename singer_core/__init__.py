@@ -1,0 +1,1 @@
+"""SINGER: audio-driven singing portrait video (host-independent core library)."""

@@ -1,0 +1,44 @@
+"""Shared test helpers: the official reference fixtures copied into tests/fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = Path(__file__).parent / "data"
+
+torch.set_num_threads(2)
+
+
+def fixture_json(name: str) -> dict:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def fixture_io(name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURES / f"{name}.io.safetensors"))
+
+
+def fixture_weights(name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURES / f"{name}.weights.safetensors"))
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what: str) -> None:
+    """Shape check plus max-abs-error check with a message that names the tensor."""
+    assert tuple(actual.shape) == tuple(expected.shape), f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    err = (actual.detach().float() - expected.float()).abs().max().item()
+    assert err <= atol, f"{what}: max abs error {err:.3e} > atol {atol:.0e}"
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
