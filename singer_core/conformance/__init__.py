@@ -1,0 +1,1 @@
+"""Conformance runner: replays any fixture in the shared format against our modules."""
