@@ -1,0 +1,204 @@
+"""Small SINGER modules against the official fixtures (atol 1e-5), plus their any-size behaviour."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from singer_core.errors import InputError
+from singer_core.models.audio_proj import AudioProjModel
+from singer_core.models.face_locator import FaceLocator
+from singer_core.models.image_proj import ImageProjModel
+from singer_core.models.msm import MultiScaleSpectralModule
+from singer_core.models.sfm import SpectralFilterModule
+from singer_core.models.wavelets import HaarDWT, HaarIDWT
+from tests.conftest import assert_close, fixture_io, fixture_json, fixture_weights
+
+ATOL = 1e-5
+BANDS = ("LL", "LH", "HL", "HH")
+
+
+def _loaded(module: torch.nn.Module, name: str) -> torch.nn.Module:
+    module.load_state_dict(fixture_weights(name), strict=True)
+    return module.eval()
+
+
+def _msm() -> MultiScaleSpectralModule:
+    spec = fixture_json("msm")["constructor"]
+    kwargs = {"chunk": spec["chunk"], "reduction": spec["reduction"]}
+    return _loaded(MultiScaleSpectralModule(*spec["positional_args"], **kwargs), "msm")
+
+
+def _sfm() -> SpectralFilterModule:
+    spec = fixture_json("sfm")["constructor"]
+    return _loaded(SpectralFilterModule(spec["chunks"], spec["cross_attention_dim"], spec["attention_head_dim"]), "sfm")
+
+
+# --- wavelets -------------------------------------------------------------------------------------
+
+
+def test_dwt_matches_official_bands():
+    io = fixture_io("dwt")
+    bands = HaarDWT()(io["input.x"])
+    for name, band in zip(BANDS, bands, strict=True):
+        assert_close(band, io[f"output.{name}"], ATOL, f"DWT {name}")
+
+
+def test_idwt_matches_official():
+    io = fixture_io("dwt")
+    out = HaarIDWT()(*(io[f"idwt.input.{name}"] for name in BANDS))
+    assert_close(out, io["idwt.output"], ATOL, "IDWT")
+
+
+def test_dwt_round_trip_and_no_state_dict_keys():
+    x = torch.randn(1, 2, 6, 10)
+    assert_close(HaarIDWT()(*HaarDWT()(x)), x, 1e-6, "IDWT(DWT(x))")
+    assert HaarDWT().state_dict() == {} and HaarIDWT().state_dict() == {}
+
+
+def test_dwt_odd_size_is_a_clear_error():
+    with pytest.raises(InputError, match="even height and width"):
+        HaarDWT()(torch.randn(1, 1, 5, 4))
+
+
+# --- MSM ------------------------------------------------------------------------------------------
+
+
+def test_msm_matches_official():
+    io = fixture_io("msm")
+    msm = _msm()
+    with torch.no_grad():
+        out = msm(io["input.audio_embs"], io["input.latents"])
+        scales = msm.subband_scales(io["input.latents"])
+    assert_close(scales, io["intermediate.subband_weights"], ATOL, "MSM sub-band scales")
+    assert_close(out, io["output"], ATOL, "MSM output")
+    weight_sum = msm.dct_layer.weight_sum(16, 16)
+    assert_close(weight_sum, io["derived.dct_weight_sum_over_batch_and_frames"], ATOL, "MSM weight sum")
+
+
+def test_msm_cache_follows_buffer_changes():
+    io = fixture_io("msm")
+    msm = _msm()
+    before = msm.subband_scales(io["input.latents"]).detach().clone()
+    msm.dct_layer.weight.mul_(-1.0)
+    after = msm.subband_scales(io["input.latents"]).detach()
+    assert not torch.allclose(before, after), "cached weight sum was not refreshed after an in-place change"
+    msm.load_state_dict(fixture_weights("msm"))
+    assert_close(msm.subband_scales(io["input.latents"]), before, 0.0, "scales after reloading")
+
+
+def test_msm_writes_no_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    io = fixture_io("msm")
+    _msm()(io["input.audio_embs"], io["input.latents"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_msm_other_latent_size_keeps_noise_statistics():
+    msm = _msm()
+    native = msm.dct_layer.weight_sum(16, 16)
+    for height, width in ((32, 32), (24, 40), (8, 8)):
+        resized = msm.dct_layer.weight_sum(height, width)
+        assert resized.shape == (4, height, width)
+        native_energy = native.unflatten(1, (4, -1)).square().sum((2, 3))
+        resized_energy = resized.unflatten(1, (4, -1)).square().sum((2, 3))
+        tolerance = 1e-3 * native_energy.max().item()
+        assert_close(resized_energy, native_energy, tolerance, f"quarter energies {height}x{width}")
+    audio = torch.randn(1, 6, 32, 40)
+    out = msm(audio, torch.randn(1, 4, 6, 32, 24))
+    assert out.shape == audio.shape and torch.isfinite(out).all()
+
+
+def test_msm_odd_frame_count_pads_and_crops():
+    msm = _msm()
+    audio = torch.randn(1, 5, 32, 40)
+    latents = torch.randn(1, 4, 5, 16, 16)
+    out = msm(audio, latents)
+    assert out.shape == audio.shape and torch.isfinite(out).all()
+    # With equal sub-band scales the Haar filter is a pure gain, so the crop must give back scale * input.
+    with torch.no_grad():
+        msm.fc[2].weight.zero_()  # sigmoid(0) = 0.5 per frame -> every scale = 0.5 * frames
+    assert_close(msm(audio, latents), audio * 0.5 * 5, 1e-4, "odd-frame MSM with uniform scales")
+
+
+def test_msm_rejects_bad_latents():
+    msm = _msm()
+    with pytest.raises(InputError, match="latents must be"):
+        msm(torch.randn(1, 6, 32, 40), torch.randn(1, 3, 6, 16, 16))
+    with pytest.raises(InputError, match="multiple of 4"):
+        msm(torch.randn(1, 6, 32, 40), torch.randn(1, 4, 6, 18, 16))
+
+
+# --- SFM ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["square", "rect"])
+def test_sfm_matches_official(case):
+    io = fixture_io("sfm")
+    with torch.no_grad():
+        out = _sfm()(io[f"input.{case}"])
+    assert_close(out, io[f"output.{case}"], ATOL, f"SFM {case}")
+
+
+def test_sfm_gate_and_weight_sum_match_official():
+    io = fixture_io("sfm")
+    sfm = _sfm()
+    x = io["input.square"]
+    per_frame = x.transpose(1, 2).reshape(-1, *x.shape[1:2], *x.shape[3:])
+    assert_close(sfm.width_gate(per_frame), io["intermediate.square.fc_gate"], ATOL, "SFM gate")
+    assert_close(sfm.weight.sum((1, 3, 4)), io["derived.weight_sum_over_m_s_t"], ATOL, "SFM weight sum")
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 2, 16, 16), (2, 32, 3, 6, 12), (1, 32, 2, 9, 7), (1, 32, 1, 4, 4)])
+def test_sfm_other_sizes_give_finite_same_shape(shape):
+    x = torch.randn(*shape)
+    out = _sfm()(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_sfm_wide_input_gate_is_resampled_native_gate():
+    """A width-16 copy of a native map (columns doubled) gets the native gate, linearly upsampled."""
+    sfm = _sfm()
+    narrow = torch.randn(3, 32, 4, 8)
+    gate_wide = sfm.width_gate(narrow.repeat_interleave(2, dim=-1))
+    expected = torch.nn.functional.interpolate(
+        sfm.width_gate(narrow).reshape(-1, 1, 8), size=16, mode="linear", align_corners=False
+    ).reshape(3, 32, 4, 16)
+    assert_close(gate_wide, expected, 1e-6, "resampled gate")
+
+
+def test_sfm_rejects_wrong_channels():
+    with pytest.raises(InputError, match="expected"):
+        _sfm()(torch.randn(1, 16, 2, 8, 8))
+
+
+# --- projections and face locator -----------------------------------------------------------------
+
+
+def test_audio_proj_matches_official():
+    spec = fixture_json("small_modules")["audio_proj"]
+    io = fixture_io("audio_proj")
+    model = _loaded(AudioProjModel(**spec["kwargs"]), "audio_proj")
+    with torch.no_grad():
+        assert_close(model(io["input"]), io["output"], ATOL, "audio_proj")
+    with pytest.raises(InputError, match="audio windows"):
+        model(torch.randn(1, 4, 5, 4, 32))
+
+
+@pytest.mark.parametrize("which", ["output", "output_for_zeros_input"])
+def test_image_proj_matches_official(which):
+    spec = fixture_json("small_modules")["image_proj"]
+    io = fixture_io("image_proj")
+    model = _loaded(ImageProjModel(**spec["kwargs"]), "image_proj")
+    face_emb = io["input"] if which == "output" else torch.zeros_like(io["input"])
+    with torch.no_grad():
+        assert_close(model(face_emb), io[which], ATOL, f"image_proj {which}")
+
+
+def test_face_locator_matches_official():
+    spec = fixture_json("small_modules")["face_locator"]
+    io = fixture_io("face_locator")
+    kwargs = dict(spec["kwargs"], block_out_channels=tuple(spec["kwargs"]["block_out_channels"]))
+    model = _loaded(FaceLocator(**kwargs), "face_locator")
+    with torch.no_grad():
+        assert_close(model(io["input"]), io["output"], ATOL, "face_locator")
