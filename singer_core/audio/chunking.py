@@ -1,0 +1,50 @@
+"""Bounded-memory encoding of long songs.
+
+The wav2vec2 transformer attends over every frame of the song at once, so a several-minute song would build
+an attention over thousands of frames in every layer. Beyond ``LongAudioPolicy.max_one_shot_frames`` the
+transformer runs on overlapping windows instead: each window is a core of ``chunk_frames`` frames plus
+``context_frames`` of real audio each side (more than the 64-frame half width of the positional convolution),
+and only the core's outputs are kept. Attention beyond the context is cut, so the result differs slightly from
+the one-shot computation (measured in ``tests/test_audio_long.py``). Songs up to the threshold take the exact
+official one-shot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import Wav2Vec2Model
+
+from singer_core.audio.wav2vec import encoder_hidden_states
+
+
+@dataclass(frozen=True)
+class LongAudioPolicy:
+    """When and how to split a long song (frames are 25 fps video frames; conv frames are 50 Hz)."""
+
+    max_one_shot_frames: int = 3000  # 2 minutes: up to here the result is the official one-shot computation
+    chunk_frames: int = 1500  # 60 s kept per transformer window
+    context_frames: int = 250  # 10 s of extra context each side of a window
+    conv_chunk_frames: int = 6000  # 50 Hz conv frames per piece of the (exact) chunked conv encoder
+
+    def __post_init__(self) -> None:
+        if min(self.max_one_shot_frames, self.chunk_frames, self.conv_chunk_frames) < 1 or self.context_frames < 0:
+            raise ValueError(f"Invalid LongAudioPolicy {self}.")
+
+    def is_long(self, frames: int) -> bool:
+        return frames > self.max_one_shot_frames
+
+
+@torch.no_grad()
+def chunked_hidden_states(model: Wav2Vec2Model, hidden: torch.Tensor, policy: LongAudioPolicy) -> list[torch.Tensor]:
+    """``encoder_hidden_states`` over overlapping windows, stitched: same output layout, bounded attention."""
+    total = hidden.shape[1]
+    per_layer: list[list[torch.Tensor]] = [[] for _ in model.encoder.layers]
+    for start in range(0, total, policy.chunk_frames):
+        stop = min(start + policy.chunk_frames, total)
+        lo, hi = max(0, start - policy.context_frames), min(total, stop + policy.context_frames)
+        outputs = encoder_hidden_states(model, hidden[:, lo:hi])
+        for kept, output in zip(per_layer, outputs, strict=True):
+            kept.append(output[:, start - lo : stop - lo])
+    return [torch.cat(pieces, dim=1) for pieces in per_layer]
