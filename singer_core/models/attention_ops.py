@@ -1,0 +1,35 @@
+"""Multi-head attention on diffusers ``Attention`` weights, run with ``scaled_dot_product_attention``.
+
+The diffusers ``Attention`` module is used only as the parameter container that gives the
+official key layout (``to_q``, ``to_k``, ``to_v``, ``to_out.0``); the computation here lets
+callers project keys/values once and reuse them (reference tokens, per-frame contexts).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[..., L, heads*d] -> [..., heads, L, d]`` (a view)."""
+    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[..., heads, L, d] -> [..., L, heads*d]``."""
+    return x.transpose(-3, -2).flatten(-2)
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Attention over already projected ``[..., L, inner]`` tensors; returns ``[..., Lq, inner]``."""
+    out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads))
+    return merge_heads(out)
+
+
+def attention(attn: Attention, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    """Plain (self- or cross-) attention of ``x [..., L, C]`` over ``context`` (default ``x``)."""
+    context = x if context is None else context
+    out = sdpa(attn.to_q(x), attn.to_k(context), attn.to_v(context), attn.heads)
+    return attn.to_out[0](out)

@@ -1,0 +1,199 @@
+"""Reference UNet (official ``reference_unet``: an SD ``UNet2DConditionModel`` without
+``conv_norm_out``/``conv_out``) whose only job is to fill the :class:`ReferenceBank`.
+
+It runs once per clip at timestep 0 (quirk 5) and stops right after the last banked
+``norm1``: the rest of the network never reaches the denoising UNet.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.downsampling import Downsample2D
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.upsampling import Upsample2D
+from torch import nn
+
+from singer_core.models.reference_bank import ReferenceBank
+from singer_core.models.spatial_transformer import SpatialTransformer
+from singer_core.models.unet_spec import UNetSpec
+
+
+def resnet_2d(spec: UNetSpec, in_channels: int, out_channels: int, scale: float = 1.0) -> ResnetBlock2D:
+    return ResnetBlock2D(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        temb_channels=spec.time_embed_dim,
+        groups=spec.norm_num_groups,
+        eps=spec.norm_eps,
+        non_linearity="silu",
+        output_scale_factor=scale,
+    )
+
+
+class _Writer:
+    """Collects ``norm1`` tokens of one write pass into a bank (rows: see ``ReferenceUNet2D.write_bank``)."""
+
+    def __init__(self, bank: ReferenceBank, n_motion: int) -> None:
+        self.bank = bank
+        self.n_motion = n_motion
+
+    def __call__(self, path: str, normed: torch.Tensor) -> None:
+        motion = normed[1:].unflatten(0, (2, self.n_motion))
+        self.bank.write(path, normed[:1], motion)
+
+
+class RefDownBlock(nn.Module):
+    def __init__(self, spec: UNetSpec, i: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        layers = spec.layers_per_block
+        self.resnets = nn.ModuleList(
+            [resnet_2d(spec, in_channels if j == 0 else out_channels, out_channels) for j in range(layers)]
+        )
+        if spec.down_attention[i]:
+            self.attentions = nn.ModuleList(
+                [
+                    SpatialTransformer(
+                        out_channels, spec.heads[i], spec.cross_attention_dim, spec.norm_num_groups,
+                        f"down_blocks.{i}.attentions.{j}",
+                    )
+                    for j in range(layers)
+                ]
+            )
+        else:
+            self.attentions = None
+        if i < spec.depth - 1:
+            self.downsamplers = nn.ModuleList(
+                [Downsample2D(out_channels, use_conv=True, out_channels=out_channels, padding=spec.downsample_padding,
+                              name="op")]
+            )
+        else:
+            self.downsamplers = None
+
+    def forward(self, x, temb, context, write: _Writer):
+        skips = []
+        for j, resnet in enumerate(self.resnets):
+            x = resnet(x, temb)
+            if self.attentions is not None:
+                x, normed = self.attentions[j].forward_write(x, context)
+                write(self.attentions[j].block_path, normed)
+            skips.append(x)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x)
+            skips.append(x)
+        return x, skips
+
+
+class RefMidBlock(nn.Module):
+    def __init__(self, spec: UNetSpec) -> None:
+        super().__init__()
+        channels = spec.block_out_channels[-1]
+        scale = spec.mid_block_scale_factor
+        self.attentions = nn.ModuleList(
+            [SpatialTransformer(channels, spec.heads[-1], spec.cross_attention_dim, spec.norm_num_groups,
+                                "mid_block.attentions.0")]
+        )
+        self.resnets = nn.ModuleList([resnet_2d(spec, channels, channels, scale) for _ in range(2)])
+
+    def forward(self, x, temb, context, write: _Writer):
+        x = self.resnets[0](x, temb)
+        x, normed = self.attentions[0].forward_write(x, context)
+        write(self.attentions[0].block_path, normed)
+        return self.resnets[1](x, temb)
+
+
+class RefUpBlock(nn.Module):
+    def __init__(self, spec: UNetSpec, i: int) -> None:
+        super().__init__()
+        in_channels, prev_channels, out_channels = spec.up_channels(i)
+        layers = spec.layers_per_block + 1
+        self.resnets = nn.ModuleList()
+        for j in range(layers):
+            skip = in_channels if j == layers - 1 else out_channels
+            self.resnets.append(resnet_2d(spec, (prev_channels if j == 0 else out_channels) + skip, out_channels))
+        heads = spec.heads[::-1][i]
+        if spec.up_attention[i]:
+            self.attentions = nn.ModuleList(
+                [
+                    SpatialTransformer(out_channels, heads, spec.cross_attention_dim, spec.norm_num_groups,
+                                       f"up_blocks.{i}.attentions.{j}")
+                    for j in range(layers)
+                ]
+            )
+        else:
+            self.attentions = None
+        if i < spec.depth - 1:
+            self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
+        else:
+            self.upsamplers = None
+
+    def forward(self, x, skips, temb, context, write: _Writer, upsample_size=None, last: bool = False):
+        """With ``last`` the block stops after banking its last ``norm1`` and returns ``None``."""
+        for j, resnet in enumerate(self.resnets):
+            x = resnet(torch.cat([x, skips.pop()], dim=1), temb)
+            if self.attentions is None:
+                continue
+            attn = self.attentions[j]
+            if last and j == len(self.resnets) - 1:
+                write(attn.block_path, attn.norm1_only(x))
+                return None
+            x, normed = attn.forward_write(x, context)
+            write(attn.block_path, normed)
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x, upsample_size)
+        return x
+
+
+class ReferenceUNet2D(nn.Module):
+    """Official key layout of ``reference_unet`` (no ``conv_norm_out`` / ``conv_out``)."""
+
+    def __init__(self, spec: UNetSpec) -> None:
+        super().__init__()
+        if not spec.up_attention[-1]:
+            raise ValueError("ReferenceUNet2D: the last up block must have attentions (SD layout).")
+        self.spec = spec
+        channels = spec.block_out_channels
+        self.conv_in = nn.Conv2d(spec.in_channels, channels[0], kernel_size=3, padding=1)
+        self.time_proj = Timesteps(channels[0], spec.flip_sin_to_cos, spec.freq_shift)
+        self.time_embedding = TimestepEmbedding(channels[0], spec.time_embed_dim)
+        self.down_blocks = nn.ModuleList(
+            [RefDownBlock(spec, i, channels[max(i - 1, 0)], channels[i]) for i in range(spec.depth)]
+        )
+        self.mid_block = RefMidBlock(spec)
+        self.up_blocks = nn.ModuleList([RefUpBlock(spec, i) for i in range(spec.depth)])
+
+    @torch.no_grad()
+    def write_bank(
+        self, ref_latents: torch.Tensor, uncond_tokens: torch.Tensor, cond_tokens: torch.Tensor
+    ) -> ReferenceBank:
+        """Write pass of the official CFG pipeline, computing only the rows that are read.
+
+        ``ref_latents`` ``[1 + n_motion, 4, h, w]`` = [reference, motion frames...] (scaled
+        latents); ``uncond_tokens`` / ``cond_tokens`` ``[1, T, C]`` are the image-projection
+        tokens. The official pass runs ``[ref, m..., ref, m...]`` with the conditions
+        ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half); the
+        unconditional half's reference row is never read, so it is not computed.
+        """
+        n_motion = ref_latents.shape[0] - 1
+        rows = torch.cat([ref_latents[:1], ref_latents[1:], ref_latents[1:]])
+        row_index = [1 + n_motion] + list(range(1, 1 + n_motion)) + list(range(2 + n_motion, 2 + 2 * n_motion))
+        conditions = torch.cat([uncond_tokens, cond_tokens])
+        context = conditions[torch.tensor([r % 2 for r in row_index], device=conditions.device)]
+        bank = ReferenceBank()
+        self.run(rows, context, _Writer(bank, n_motion))
+        return bank
+
+    def run(self, x: torch.Tensor, context: torch.Tensor, write: _Writer) -> None:
+        timestep = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        temb = self.time_embedding(self.time_proj(timestep).to(x.dtype))
+        x = self.conv_in(x)
+        skips = [x]
+        for block in self.down_blocks:
+            x, block_skips = block(x, temb, context, write)
+            skips.extend(block_skips)
+        x = self.mid_block(x, temb, context, write)
+        for i, block in enumerate(self.up_blocks):
+            last = i == len(self.up_blocks) - 1
+            block_skips = [skips.pop() for _ in block.resnets][::-1]
+            upsample_size = None if last else skips[-1].shape[-2:]  # also right for sizes not divisible by 8
+            x = block(x, block_skips, temb, context, write, upsample_size, last=last)

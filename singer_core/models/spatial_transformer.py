@@ -1,0 +1,103 @@
+"""Spatial transformer with reference attention (official ``Transformer2DModel`` /
+``Transformer3DModel`` + ``BasicTransformerBlock`` / ``TemporalBasicTransformerBlock`` keys).
+
+Both UNets use the same block: the reference UNet in *write* mode (its ``norm1`` output is
+banked), the denoising UNet in *read* mode (the conditional half attends to the banked
+reference tokens as well, quirk 4). Frames are folded into the batch (``[(b f), C, h, w]``).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+from singer_core.models.attention_ops import attention, sdpa
+from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens
+
+
+class ReferenceTransformerBlock(nn.Module):
+    """Self-attention, cross-attention to the face tokens, GEGLU feed-forward (pre-LayerNorm)."""
+
+    def __init__(self, dim: int, heads: int, cross_attention_dim: int) -> None:
+        super().__init__()
+        head_dim = dim // heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn1 = Attention(query_dim=dim, heads=heads, dim_head=head_dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.attn2 = Attention(
+            query_dim=dim, cross_attention_dim=cross_attention_dim, heads=heads, dim_head=head_dim
+        )
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, activation_fn="geglu")
+
+    def finish(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Cross-attention and feed-forward, after the self-attention residual."""
+        x = attention(self.attn2, self.norm2(x), context) + x
+        return self.ff(self.norm3(x)) + x
+
+    def forward_write(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plain block; also returns the ``norm1`` output that the reference bank keeps."""
+        normed = self.norm1(x)
+        x = attention(self.attn1, normed) + x
+        return self.finish(x, context), normed
+
+    def forward_read(
+        self, x: torch.Tensor, context: torch.Tensor, ref: torch.Tensor, frames: int
+    ) -> torch.Tensor:
+        """``x`` is ``[(2 f), hw, c]`` in [uncond, cond] order; ``ref`` is ``[1, hw, c]``.
+
+        The unconditional half runs plain self-attention; the conditional half's keys/values
+        are its own tokens followed by the reference tokens (projected once, shared by frames).
+        """
+        attn = self.attn1
+        normed = self.norm1(x)
+        q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
+        uncond = sdpa(q[:frames], k[:frames], v[:frames], attn.heads)
+        k_ref = attn.to_k(ref).expand(frames, -1, -1)
+        v_ref = attn.to_v(ref).expand(frames, -1, -1)
+        cond = sdpa(
+            q[frames:], torch.cat([k[frames:], k_ref], dim=1), torch.cat([v[frames:], v_ref], dim=1), attn.heads
+        )
+        x = attn.to_out[0](torch.cat([uncond, cond])) + x
+        return self.finish(x, context)
+
+
+class SpatialTransformer(nn.Module):
+    """GroupNorm, 1x1 ``proj_in``, one transformer block, 1x1 ``proj_out``, residual.
+
+    ``path`` is the module path inside its UNet (e.g. ``"mid_block.attentions.0"``); the bank
+    keys its entries by ``block_path``, identical in both UNets.
+    """
+
+    def __init__(self, channels: int, heads: int, cross_attention_dim: int, groups: int, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Conv2d(channels, channels, kernel_size=1)
+        self.transformer_blocks = nn.ModuleList([ReferenceTransformerBlock(channels, heads, cross_attention_dim)])
+        self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
+
+    @property
+    def block_path(self) -> str:
+        return f"{self.path}.transformer_blocks.0"
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        return conv1x1_to_tokens(self.proj_in, self.norm(x))
+
+    def output(self, tokens: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return conv1x1_from_tokens(self.proj_out, tokens, *residual.shape[-2:]) + residual
+
+    def forward_write(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the output map and the block's ``norm1`` tokens (for the bank)."""
+        tokens, normed = self.transformer_blocks[0].forward_write(self.tokens(x), context)
+        return self.output(tokens, x), normed
+
+    def norm1_only(self, x: torch.Tensor) -> torch.Tensor:
+        """Just the banked ``norm1`` tokens: for the last reference block, whose output is unused."""
+        return self.transformer_blocks[0].norm1(self.tokens(x))
+
+    def forward_read(self, x: torch.Tensor, context: torch.Tensor, ref: torch.Tensor, frames: int) -> torch.Tensor:
+        tokens = self.transformer_blocks[0].forward_read(self.tokens(x), context, ref, frames)
+        return self.output(tokens, x)
