@@ -124,6 +124,8 @@ def load_state_into(model: Wav2Vec2Model, state_dict: dict[str, torch.Tensor], s
     """Strict load after renaming; ``masked_spec_embed`` (training-only SpecAugment vector) may be absent."""
     target = model.state_dict()
     sd = normalize_state_dict(state_dict, set(target))
+    if "masked_spec_embed" not in target:
+        sd.pop("masked_spec_embed", None)
     missing = sorted(set(target) - set(sd) - {"masked_spec_embed"})
     unexpected = sorted(set(sd) - set(target))
     if missing or unexpected:
