@@ -1,0 +1,15 @@
+"""The ComfyExtension that lists the pack's nodes."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .loaders import SingerCheckpointLoader
+from .model_paths import register_model_folders
+
+
+class SingerExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # Folders must exist in folder_paths before ComfyUI reads the schemas.
+        register_model_folders()
+        return [SingerCheckpointLoader]

@@ -1,0 +1,85 @@
+"""The pack inside a real ComfyUI server: it loads, its nodes are listed, errors surface cleanly."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.host.harness import Prompt
+
+pytestmark = pytest.mark.host
+
+PACK_MODULE = "custom_nodes.singer_comfyui"
+
+
+def _pack_nodes(object_info: dict) -> dict:
+    return {name: info for name, info in object_info.items() if info.get("python_module") == PACK_MODULE}
+
+
+def test_pack_imports_without_errors(comfy_server):
+    log = comfy_server.log_text()
+    import_lines = [line for line in log.splitlines() if re.search(r"seconds.*custom_nodes/singer_comfyui$", line)]
+    assert import_lines, "the pack is not in ComfyUI's custom-node import list"
+    assert not any("IMPORT FAILED" in line for line in import_lines), import_lines
+    failures = [
+        line
+        for line in log.splitlines()
+        if "singer_comfyui" in line and ("Cannot import" in line or "Error while calling comfy_entrypoint" in line)
+    ]
+    assert not failures, failures
+
+
+def test_pack_nodes_are_listed_under_singer_with_tooltips(comfy_server):
+    nodes = _pack_nodes(comfy_server.object_info())
+    assert "SingerCheckpointLoader" in nodes
+    for name, info in nodes.items():
+        assert info["category"].startswith("SINGER/"), (name, info["category"])
+        for section in ("required", "optional"):
+            for input_name, spec in info["input"].get(section, {}).items():
+                options = spec[1] if len(spec) > 1 else {}
+                assert options.get("tooltip"), f"{name}.{input_name} has no tooltip"
+
+
+def test_model_folders_list_files_written_after_start(comfy_server, models_dir):
+    (models_dir / "singer").mkdir(exist_ok=True)
+    (models_dir / "singer" / "listed.safetensors").write_bytes(b"x")
+    (models_dir / "singer" / "notes.txt").write_text("not a checkpoint")
+    info = comfy_server.get("/object_info/SingerCheckpointLoader")["SingerCheckpointLoader"]
+    choices = info["input"]["required"]["ckpt_name"][1]["options"]
+    assert "listed.safetensors" in choices
+    assert "notes.txt" not in choices
+
+
+def test_core_prompt_runs(run_prompt):
+    prompt = Prompt()
+    image = prompt.add("EmptyImage", width=16, height=8, batch_size=1, color=0xFF0000)
+    prompt.add("SaveImage", images=Prompt.out(image), filename_prefix="host_boot")
+    outcome = run_prompt(prompt)
+    assert outcome.status == "success", outcome.error
+    images = [img for out in outcome.outputs.values() for img in out.get("images", [])]
+    assert images and images[0]["filename"].startswith("host_boot")
+
+
+def test_loader_error_is_reported_and_server_survives(comfy_server, models_dir, run_prompt):
+    (models_dir / "singer").mkdir(exist_ok=True)
+    (models_dir / "singer" / "broken.safetensors").write_bytes(b"this is not a checkpoint")
+    prompt = Prompt()
+    loader = prompt.add("SingerCheckpointLoader", ckpt_name="broken.safetensors", precision="auto")
+    prompt.add("PreviewAny", source=Prompt.out(loader))
+    outcome = run_prompt(prompt)
+
+    assert outcome.status == "error"
+    assert outcome.error.node_type == "SingerCheckpointLoader"
+    assert outcome.error.exception_type.endswith("CheckpointError")
+    assert "broken.safetensors" in outcome.error.message
+    assert "SINGER" in outcome.error.message  # says which file is expected
+    assert comfy_server.alive()
+    assert run_prompt(_tiny_core_prompt()).status == "success"
+
+
+def _tiny_core_prompt() -> Prompt:
+    prompt = Prompt()
+    image = prompt.add("EmptyImage", width=8, height=8, batch_size=1, color=0)
+    prompt.add("PreviewImage", images=Prompt.out(image))
+    return prompt

