@@ -43,7 +43,8 @@ def test_every_intermediate_matches_official(tiny_model, io, clip_length):
     assert_close(encoding.last_hidden_state, io[prefix + "last_hidden_state"], MODULE_ATOL, "last_hidden_state")
     assert_close(features.embeddings, io[prefix + "audio_emb"], MODULE_ATOL, "audio_emb")
     assert_close(features.windows, io[prefix + "audio_emb_windows"], MODULE_ATOL, "audio_emb_windows")
-    assert encoding.audio_length == fixture_json("audio_features")["clip_lengths"][str(clip_length)]["audio_length_frames"]
+    expected = fixture_json("audio_features")["clip_lengths"][str(clip_length)]
+    assert encoding.audio_length == expected["audio_length_frames"]
 
 
 def test_clip_length_changes_the_features(tiny_model, io):

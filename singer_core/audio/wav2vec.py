@@ -49,6 +49,7 @@ BASE_960H_ARCHITECTURE: dict = {
 }
 _HEAD_DIM = 64  # every released wav2vec2 uses 64-dim attention heads; head count is not stored in the tensors
 _HEAD_PREFIXES = ("lm_head.",)  # Wav2Vec2ForCTC's CTC head: not used for features
+V_NAME = "encoder.pos_conv_embed.conv.weight_v"
 _WEIGHT_NORM = {  # hub / old torch names  <->  torch.nn.utils.parametrizations names
     "encoder.pos_conv_embed.conv.weight_g": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
     "encoder.pos_conv_embed.conv.weight_v": "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
@@ -92,10 +93,12 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> Wav2Vec2Confi
     try:
         conv = [sd[f"feature_extractor.conv_layers.{i}.conv.weight"] for i in range(_count(sd, "feature_extractor"))]
         hidden = sd["feature_projection.projection.weight"].shape[0]
-        pos_v = sd.get("encoder.pos_conv_embed.conv.weight_v", sd.get(_WEIGHT_NORM["encoder.pos_conv_embed.conv.weight_v"]))
+        pos_v = sd.get(V_NAME, sd.get(_WEIGHT_NORM[V_NAME]))
         intermediate = sd["encoder.layers.0.feed_forward.intermediate_dense.weight"].shape[0]
     except (KeyError, AttributeError) as error:
-        raise CheckpointError(f"This file is not a wav2vec2 checkpoint (missing {error}). {WAV2VEC_FOLDER_HINT}") from error
+        raise CheckpointError(
+            f"This file is not a wav2vec2 checkpoint (missing {error}). {WAV2VEC_FOLDER_HINT}"
+        ) from error
     if pos_v is None or len(conv) != len(BASE_960H_ARCHITECTURE["conv_stride"]):
         raise CheckpointError(f"This file is not a wav2vec2-base style checkpoint. {WAV2VEC_FOLDER_HINT}")
     arch = dict(BASE_960H_ARCHITECTURE)
@@ -171,7 +174,9 @@ def _read_folder(folder: Path) -> tuple[Wav2Vec2Config, dict[str, torch.Tensor],
 
 def _read_single_file(file: Path) -> tuple[Wav2Vec2Config, dict[str, torch.Tensor], str]:
     if file.suffix != ".safetensors":
-        raise CheckpointError(f"{file}: a single-file wav2vec2 model must be a .safetensors file. {WAV2VEC_FOLDER_HINT}")
+        raise CheckpointError(
+            f"{file}: a single-file wav2vec2 model must be a .safetensors file. {WAV2VEC_FOLDER_HINT}"
+        )
     with safe_open(str(file), framework="pt") as handle:
         metadata = handle.metadata() or {}
     state_dict = load_file(str(file))

@@ -44,7 +44,9 @@ def read_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
                 chunks.append(converted.to_ndarray())
             sample_rate = stream.rate or stream.codec_context.sample_rate
     except (av.error.FFmpegError, IndexError) as error:
-        raise InputError(f"Cannot decode audio file {path}: {error}. Convert it to WAV or MP3 and try again.") from error
+        raise InputError(
+            f"Cannot decode audio file {path}: {error}. Convert it to WAV or MP3 and try again."
+        ) from error
     if not chunks:
         raise InputError(f"Audio file {path} contains no samples.")
     return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(sample_rate)
