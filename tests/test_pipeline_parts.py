@@ -35,9 +35,10 @@ def test_default_options_are_the_official_settings():
     ("kwargs", "named"),
     [
         ({"steps": 0}, "steps"),
+        ({"clip_length": 0}, "clip_length"),
+        ({"fps": 0}, "fps"),
+        ({"height": 0}, "height"),
         ({"width": 500, "height": 500}, "width"),
-        ({"width": 512, "height": 576}, "width and height"),
-        ({"clip_length": 15}, "clip_length"),
         ({"overlap": 16}, "overlap"),
         ({"motion_frames": 15, "overlap": 2}, "motion_frames"),
         ({"motion_frames": 0}, "motion_frames"),

@@ -73,13 +73,6 @@ class GenerationOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 64 or value % 64:
                 raise InputError(f"{name} must be a positive multiple of 64 (got {value!r}); the official size is 512.")
-        if self.width != self.height:
-            raise InputError(
-                f"width and height must be equal (got {self.width}x{self.height}): the audio attention layers "
-                "need a square latent."
-            )
-        if self.clip_length % 2:
-            raise InputError(f"clip_length must be even (got {self.clip_length}): the spectral audio module needs it.")
         if self.overlap >= self.clip_length:
             raise InputError(f"overlap ({self.overlap}) must be smaller than clip_length ({self.clip_length}).")
         if self.motion_frames > self.clip_stride:
