@@ -69,7 +69,7 @@ def comfy_dir_of(host_dir: Path) -> Path:
 
 
 def _log(message: str) -> None:
-    print(f"[comfy_host] {message}", flush=True)
+    print(f"[comfy_host] {message}", file=sys.stderr, flush=True)
 
 
 def _recipe_stamp(host_dir: Path) -> str:
