@@ -1,0 +1,81 @@
+"""Long songs: exact chunked conv features, bounded transformer windows, measured error of the stitching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import singer_core.audio.chunking as chunking
+import singer_core.audio.features as features_module
+from singer_core.audio.chunking import LongAudioPolicy
+from singer_core.audio.features import encode_audio, extract_audio_features, frame_count
+from singer_core.audio.wav2vec import build_wav2vec, conv_features, load_state_into
+from singer_core.audio.waveform import load_waveform
+from tests.conftest import DATA, fixture_weights
+from tests.tiny_models.wav2vec import tiny_wav2vec_config
+
+EXACT = LongAudioPolicy(max_one_shot_frames=10**9)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_state_into(build_wav2vec(tiny_wav2vec_config()), fixture_weights("wav2vec_tiny"), "fixture")
+
+
+def _song(seconds_of_repeats: int) -> torch.Tensor:
+    """The 2 s example song repeated with random gains and a little noise (varied, realistic levels)."""
+    song = load_waveform(DATA / "0001.wav")
+    g = torch.Generator().manual_seed(0)
+    parts = [song * (0.5 + torch.rand(1, generator=g)) + 0.01 * torch.randn(song.shape, generator=g)
+             for _ in range(seconds_of_repeats // 2)]
+    return torch.cat(parts)
+
+
+def test_chunked_conv_features_equal_one_shot(tiny_model):
+    values = torch.randn(1, 16000 * 12) * 0.5
+    one_shot = conv_features(tiny_model, values)
+    for chunk in (97, 256):
+        chunked = conv_features(tiny_model, values, chunk_frames=chunk)
+        assert chunked.shape == one_shot.shape
+        err = (chunked - one_shot).abs().max().item()
+        assert err <= 1e-5 * one_shot.abs().max().item(), f"chunk {chunk}: {err:.2e}"
+
+
+def test_default_policy_keeps_normal_songs_one_shot(tiny_model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(features_module, "chunked_hidden_states",
+                        lambda *a, **k: calls.append(1) or chunking.chunked_hidden_states(*a, **k))
+    wave = _song(20)
+    default = encode_audio(wave, tiny_model, 16)
+    assert not calls
+    assert torch.equal(default.embeddings, encode_audio(wave, tiny_model, 16, policy=EXACT).embeddings)
+    assert LongAudioPolicy().max_one_shot_frames == 3000  # 2 minutes at 25 fps (documented threshold)
+
+
+def test_long_song_stitching_error_is_small(tiny_model):
+    """150 s song (3776 frames > 3000): default chunked encode vs one-shot on the tiny random model.
+
+    Measured: max |diff| 2.9e-2, mean 3.8e-3, relative RMS 5.4e-3 (values up to 4.0). A random tiny model
+    attends uniformly over the whole song, the worst case for cutting attention at 10 s of context.
+    """
+    wave = _song(150)
+    one_shot = encode_audio(wave, tiny_model, 16, policy=EXACT).embeddings
+    chunked = encode_audio(wave, tiny_model, 16).embeddings
+    diff = (chunked - one_shot).abs()
+    relative_rms = ((diff**2).mean() / (one_shot**2).mean()).sqrt().item()
+    assert diff.max().item() < 0.05 and diff.mean().item() < 6e-3 and relative_rms < 1e-2
+    assert torch.isfinite(chunked).all()
+
+
+def test_several_minutes_use_bounded_windows(tiny_model, monkeypatch):
+    """A 4-minute song: no transformer call spans more than chunk + 2 x context frames."""
+    spans = []
+    original = chunking.encoder_hidden_states
+    monkeypatch.setattr(chunking, "encoder_hidden_states",
+                        lambda model, hidden: spans.append(hidden.shape[1]) or original(model, hidden))
+    policy = LongAudioPolicy()
+    wave = _song(240)
+    result = extract_audio_features(wave, tiny_model, 16, policy=policy)
+    assert result.audio_length == frame_count(wave.shape[0]) == 6038 and result.frames == 6048
+    assert len(spans) == 5 and max(spans) <= policy.chunk_frames + 2 * policy.context_frames
+    assert result.window_slice(0, 16).shape == (16, 5, 4, 32)
