@@ -68,7 +68,10 @@ def _run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[Detect
     boxes, keypoints = models.detector.detect(bgr, input_size=(size, size))
     if keypoints is None:
         keypoints = np.zeros((len(boxes), 5, 2), dtype=np.float32)
-    return [DetectedFace(box[:4].astype(np.float32), float(box[4]), kps.astype(np.float32)) for box, kps in zip(boxes, keypoints)]
+    return [
+        DetectedFace(box[:4].astype(np.float32), float(box[4]), kps.astype(np.float32))
+        for box, kps in zip(boxes, keypoints, strict=True)
+    ]
 
 
 def _detect_padded(models: FaceModels, bgr: np.ndarray) -> list[DetectedFace]:

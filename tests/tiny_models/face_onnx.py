@@ -151,7 +151,7 @@ def detector_model(face_boxes=(DEFAULT_FACE_BOX,), texture_gain: float = 100.0) 
         kpss.append(_anchor_rows(g, kps_maps, 10))
     outputs = []
     for group, channels, tensors in (("score", 1, scores), ("bbox", 4, bboxes), ("kps", 10, kpss)):
-        for stride, tensor in zip(STRIDES, tensors):
+        for stride, tensor in zip(STRIDES, tensors, strict=True):
             name = f"{group}_{stride}"
             g.nodes.append(helper.make_node("Identity", [tensor], [name], name=f"out_{name}"))
             outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [f"n{stride}", channels]))
