@@ -87,6 +87,23 @@ def test_msm_cache_follows_buffer_changes():
     assert_close(msm.subband_scales(io["input.latents"]), before, 0.0, "scales after reloading")
 
 
+def test_msm_cache_refreshed_by_loads_in_inference_mode():
+    io = fixture_io("msm")
+    weights = fixture_weights("msm")
+    msm = _msm()
+    with torch.inference_mode():  # as in ComfyUI: the buffer becomes an inference tensor (no version counter)
+        msm.load_state_dict({k: v.clone() for k, v in weights.items()}, assign=True)
+        assert msm.dct_layer.weight.is_inference()
+        expected = msm.subband_scales(io["input.latents"])
+        negated = dict(weights, **{"dct_layer.weight": -weights["dct_layer.weight"]})
+        msm.load_state_dict(negated)  # in-place copy: same storage, no version counter
+        flipped = msm.subband_scales(io["input.latents"])
+    fresh = MultiScaleSpectralModule(*fixture_json("msm")["constructor"]["positional_args"])
+    fresh.load_state_dict(negated)
+    assert not torch.allclose(flipped, expected)
+    assert_close(flipped, fresh.subband_scales(io["input.latents"]), 0.0, "scales after loading a negated buffer")
+
+
 def test_msm_writes_no_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     io = fixture_io("msm")

@@ -23,18 +23,24 @@ class SpectralWeightBuffer(nn.Module):
 
     Only its sum over the batch and frame axes reaches the output (README section 2,
     step 1), so the forward pass uses that ``[channel, dct_h, dct_w]`` sum, cached until
-    the buffer changes (loading, ``.to()``, in-place writes).
+    the buffer changes: a new tensor (``.to()``, ``assign`` loads), a load into it, or an
+    in-place write (tracked by the version counter, which inference-mode tensors lack).
     """
 
     def __init__(self, batchsize: int, channel: int, nframes: int, dct_h: int, dct_w: int) -> None:
         super().__init__()
         self.register_buffer("weight", torch.randn(batchsize, channel, nframes, dct_h, dct_w))
         self._cache: tuple[tuple, torch.Tensor] | None = None
+        self.register_load_state_dict_post_hook(SpectralWeightBuffer._forget_cache)
+
+    def _forget_cache(self, incompatible_keys) -> None:
+        self._cache = None
 
     def weight_sum(self, height: int, width: int) -> torch.Tensor:
         """The ``[channel, height, width]`` weight map in float32 (resampled if not native size)."""
         weight = self.weight
-        key = (height, width, weight.device, weight.dtype, weight.data_ptr(), weight._version)
+        version = None if weight.is_inference() else weight._version
+        key = (height, width, weight.device, weight.dtype, weight.data_ptr(), version)
         if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
                 self._cache = (key, _resample_energy_matched(weight.float().sum((0, 2)), height, width))
