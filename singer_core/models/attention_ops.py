@@ -23,9 +23,15 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Attention over already projected ``[..., L, inner]`` tensors; returns ``[..., Lq, inner]``."""
-    out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads))
-    return merge_heads(out)
+    """Attention over already projected ``[..., L, inner]`` tensors; returns ``[..., Lq, inner]``.
+
+    Leading dims are flattened so the fused 4-D SDPA kernels apply (temporal attention runs
+    over ``[b, hw, frames, inner]``).
+    """
+    lead = q.shape[:-2]
+    q, k, v = (split_heads(t.reshape(-1, *t.shape[-2:]), heads) for t in (q, k, v))
+    out = merge_heads(F.scaled_dot_product_attention(q, k, v))
+    return out.reshape(*lead, *out.shape[-2:])
 
 
 def attention(attn: Attention, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

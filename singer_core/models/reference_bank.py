@@ -20,27 +20,25 @@ class ReferenceBank:
     """``norm1`` outputs of the reference UNet's transformer blocks, keyed by block path.
 
     Paths are the module paths shared by both UNets, e.g.
-    ``"down_blocks.0.attentions.0.transformer_blocks.0"``.
-
-    * ``ref[path]`` ``[1, hw, c]``: reference-image tokens of the conditional CFG half (the only
-      half whose self-attention reads them, quirk 4).
-    * ``motion[path]`` ``[2, n_motion, hw, c]``: motion-frame tokens of the [uncond, cond] halves,
-      concatenated in front of the frames before the motion modules (quirk 1).
+    ``"down_blocks.0.attentions.0.transformer_blocks.0"``. Each entry is
+    ``[2, 1 + n_motion, hw, c]``: per CFG half ([uncond, cond] rows of the official write
+    batch), the reference image followed by the motion frames.
     """
 
-    ref: dict[str, torch.Tensor] = field(default_factory=dict)
-    motion: dict[str, torch.Tensor] = field(default_factory=dict)
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def write(self, path: str, ref: torch.Tensor, motion: torch.Tensor) -> None:
-        self.ref[path] = ref.to(BANK_DTYPE)
-        self.motion[path] = motion.to(BANK_DTYPE)
+    def write(self, path: str, rows: torch.Tensor) -> None:
+        """``rows`` ``[2 (1 + n_motion), hw, c]`` in the official write-batch order."""
+        self.features[path] = rows.to(BANK_DTYPE).unflatten(0, (2, -1))
 
     @property
     def n_motion(self) -> int:
-        return next(iter(self.motion.values())).shape[1] if self.motion else 0
+        return next(iter(self.features.values())).shape[1] - 1 if self.features else 0
 
     def ref_tokens(self, path: str, dtype: torch.dtype) -> torch.Tensor:
-        return self.ref[path].to(dtype)
+        """Reference-image tokens of both halves ``[2, hw, c]``."""
+        return self.features[path][:, 0].to(dtype)
 
     def motion_tokens(self, path: str, dtype: torch.dtype) -> torch.Tensor:
-        return self.motion[path].to(dtype)
+        """Motion-frame tokens ``[2, n_motion, hw, c]``."""
+        return self.features[path][:, 1:].to(dtype)

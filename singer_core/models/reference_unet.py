@@ -7,40 +7,20 @@ It runs once per clip at timestep 0 (quirk 5) and stops right after the last ban
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
 from singer_core.models.reference_bank import ReferenceBank
+from singer_core.models.resnet import resnet_block
 from singer_core.models.spatial_transformer import SpatialTransformer
 from singer_core.models.unet_spec import UNetSpec
 
-
-def resnet_2d(spec: UNetSpec, in_channels: int, out_channels: int, scale: float = 1.0) -> ResnetBlock2D:
-    return ResnetBlock2D(
-        in_channels=in_channels,
-        out_channels=out_channels,
-        temb_channels=spec.time_embed_dim,
-        groups=spec.norm_num_groups,
-        eps=spec.norm_eps,
-        non_linearity="silu",
-        output_scale_factor=scale,
-    )
-
-
-class _Writer:
-    """Collects ``norm1`` tokens of one write pass into a bank (rows: see ``ReferenceUNet2D.write_bank``)."""
-
-    def __init__(self, bank: ReferenceBank, n_motion: int) -> None:
-        self.bank = bank
-        self.n_motion = n_motion
-
-    def __call__(self, path: str, normed: torch.Tensor) -> None:
-        motion = normed[1:].unflatten(0, (2, self.n_motion))
-        self.bank.write(path, normed[:1], motion)
+BankWriter = Callable[[str, torch.Tensor], None]
 
 
 class RefDownBlock(nn.Module):
@@ -48,7 +28,7 @@ class RefDownBlock(nn.Module):
         super().__init__()
         layers = spec.layers_per_block
         self.resnets = nn.ModuleList(
-            [resnet_2d(spec, in_channels if j == 0 else out_channels, out_channels) for j in range(layers)]
+            [resnet_block(spec, in_channels if j == 0 else out_channels, out_channels) for j in range(layers)]
         )
         if spec.down_attention[i]:
             self.attentions = nn.ModuleList(
@@ -70,7 +50,7 @@ class RefDownBlock(nn.Module):
         else:
             self.downsamplers = None
 
-    def forward(self, x, temb, context, write: _Writer):
+    def forward(self, x, temb, context, write: BankWriter):
         skips = []
         for j, resnet in enumerate(self.resnets):
             x = resnet(x, temb)
@@ -93,9 +73,9 @@ class RefMidBlock(nn.Module):
             [SpatialTransformer(channels, spec.heads[-1], spec.cross_attention_dim, spec.norm_num_groups,
                                 "mid_block.attentions.0")]
         )
-        self.resnets = nn.ModuleList([resnet_2d(spec, channels, channels, scale) for _ in range(2)])
+        self.resnets = nn.ModuleList([resnet_block(spec, channels, channels, scale) for _ in range(2)])
 
-    def forward(self, x, temb, context, write: _Writer):
+    def forward(self, x, temb, context, write: BankWriter):
         x = self.resnets[0](x, temb)
         x, normed = self.attentions[0].forward_write(x, context)
         write(self.attentions[0].block_path, normed)
@@ -110,7 +90,7 @@ class RefUpBlock(nn.Module):
         self.resnets = nn.ModuleList()
         for j in range(layers):
             skip = in_channels if j == layers - 1 else out_channels
-            self.resnets.append(resnet_2d(spec, (prev_channels if j == 0 else out_channels) + skip, out_channels))
+            self.resnets.append(resnet_block(spec, (prev_channels if j == 0 else out_channels) + skip, out_channels))
         heads = spec.heads[::-1][i]
         if spec.up_attention[i]:
             self.attentions = nn.ModuleList(
@@ -127,7 +107,7 @@ class RefUpBlock(nn.Module):
         else:
             self.upsamplers = None
 
-    def forward(self, x, skips, temb, context, write: _Writer, upsample_size=None, last: bool = False):
+    def forward(self, x, skips, temb, context, write: BankWriter, upsample_size=None, last: bool = False):
         """With ``last`` the block stops after banking its last ``norm1`` and returns ``None``."""
         for j, resnet in enumerate(self.resnets):
             x = resnet(torch.cat([x, skips.pop()], dim=1), temb)
@@ -166,24 +146,20 @@ class ReferenceUNet2D(nn.Module):
     def write_bank(
         self, ref_latents: torch.Tensor, uncond_tokens: torch.Tensor, cond_tokens: torch.Tensor
     ) -> ReferenceBank:
-        """Write pass of the official CFG pipeline, computing only the rows that are read.
+        """Write pass of the official CFG pipeline.
 
         ``ref_latents`` ``[1 + n_motion, 4, h, w]`` = [reference, motion frames...] (scaled
         latents); ``uncond_tokens`` / ``cond_tokens`` ``[1, T, C]`` are the image-projection
         tokens. The official pass runs ``[ref, m..., ref, m...]`` with the conditions
-        ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half); the
-        unconditional half's reference row is never read, so it is not computed.
+        ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half).
         """
-        n_motion = ref_latents.shape[0] - 1
-        rows = torch.cat([ref_latents[:1], ref_latents[1:], ref_latents[1:]])
-        row_index = [1 + n_motion] + list(range(1, 1 + n_motion)) + list(range(2 + n_motion, 2 + 2 * n_motion))
-        conditions = torch.cat([uncond_tokens, cond_tokens])
-        context = conditions[torch.tensor([r % 2 for r in row_index], device=conditions.device)]
+        rows = ref_latents.repeat(2, 1, 1, 1)
+        context = torch.cat([uncond_tokens, cond_tokens]).repeat(rows.shape[0] // 2, 1, 1)
         bank = ReferenceBank()
-        self.run(rows, context, _Writer(bank, n_motion))
+        self.run(rows, context, bank.write)
         return bank
 
-    def run(self, x: torch.Tensor, context: torch.Tensor, write: _Writer) -> None:
+    def run(self, x: torch.Tensor, context: torch.Tensor, write: BankWriter) -> None:
         timestep = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         temb = self.time_embedding(self.time_proj(timestep).to(x.dtype))
         x = self.conv_in(x)

@@ -46,17 +46,20 @@ class ReferenceTransformerBlock(nn.Module):
     def forward_read(
         self, x: torch.Tensor, context: torch.Tensor, ref: torch.Tensor, frames: int
     ) -> torch.Tensor:
-        """``x`` is ``[(2 f), hw, c]`` in [uncond, cond] order; ``ref`` is ``[1, hw, c]``.
+        """``x`` is ``[(2 f), hw, c]`` in [uncond, cond] order; ``ref`` is ``[2, hw, c]`` (per half).
 
-        The unconditional half runs plain self-attention; the conditional half's keys/values
-        are its own tokens followed by the reference tokens (projected once, shared by frames).
+        The unconditional half runs plain self-attention. The conditional half's keys/values
+        are its own tokens followed by reference tokens; the official reader tiles the two
+        halves' reference rows over the ``(b f)`` batch, so row ``r`` gets half ``r % 2``'s
+        reference: conditional frame ``j`` reads half ``(f + j) % 2``. Reference keys/values
+        are projected once and shared by the frames.
         """
         attn = self.attn1
         normed = self.norm1(x)
         q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
         uncond = sdpa(q[:frames], k[:frames], v[:frames], attn.heads)
-        k_ref = attn.to_k(ref).expand(frames, -1, -1)
-        v_ref = attn.to_v(ref).expand(frames, -1, -1)
+        pick = (torch.arange(frames, device=x.device) + frames) % 2
+        k_ref, v_ref = attn.to_k(ref)[pick], attn.to_v(ref)[pick]
         cond = sdpa(
             q[frames:], torch.cat([k[frames:], k_ref], dim=1), torch.cat([v[frames:], v_ref], dim=1), attn.heads
         )

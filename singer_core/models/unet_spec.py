@@ -114,7 +114,7 @@ class TemporalSpec:
         _require(kwargs, _REQUIRED_3D, "unet_additional_kwargs")
         mm = kwargs["motion_module_kwargs"]
         if any(t != "Temporal_Self" for t in mm["attention_block_types"]) or not mm["temporal_position_encoding"]:
-            raise CheckpointError("motion_module_kwargs: only Temporal_Self blocks with position encoding are supported")
+            raise CheckpointError("motion_module_kwargs: only Temporal_Self blocks with position encoding")
         names = set(kwargs.get("stack_enable_blocks_name") or ())
         depths = set(kwargs.get("stack_enable_blocks_depth") or ())
         if names != {"up", "down", "mid"} or depths != set(range(depth)):

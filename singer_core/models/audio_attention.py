@@ -1,0 +1,72 @@
+"""Audio cross-attention module (official ``Transformer3DModel(use_audio_module=True)`` with an
+``AudioTemporalBasicTransformerBlock``), quirk 8.
+
+Per frame: self-attention over the tokens, then three cross-attentions to that frame's audio
+tokens, each gated by the full / face / lip mask of the block's level, passed through its 1x1
+``zero_conv_*`` (applied as a linear map on tokens, so any h x w works) and weighted by
+``motion_scale``; then a feed-forward.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+from singer_core.models.attention_ops import attention
+from singer_core.models.conditions import RegionMasks
+from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens, conv1x1_tokens
+
+
+class AudioTransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, head_dim: int, audio_dim: int) -> None:
+        super().__init__()
+        self.zero_conv_full = nn.Conv2d(dim, dim, kernel_size=1)
+        self.zero_conv_face = nn.Conv2d(dim, dim, kernel_size=1)
+        self.zero_conv_lip = nn.Conv2d(dim, dim, kernel_size=1)
+        self.attn1 = Attention(query_dim=dim, heads=heads, dim_head=head_dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn2_0 = Attention(query_dim=dim, cross_attention_dim=audio_dim, heads=heads, dim_head=head_dim)
+        self.attn2_1 = Attention(query_dim=dim, cross_attention_dim=audio_dim, heads=heads, dim_head=head_dim)
+        self.attn2_2 = Attention(query_dim=dim, cross_attention_dim=audio_dim, heads=heads, dim_head=head_dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, activation_fn="geglu")
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(
+        self, x: torch.Tensor, audio: torch.Tensor, masks: RegionMasks, motion_scale: tuple[float, float, float]
+    ) -> torch.Tensor:
+        """``x [(b f), hw, dim]``, ``audio [(b f), tokens, audio_dim]``."""
+        x = attention(self.attn1, self.norm1(x)) + x
+        normed = self.norm2(x)
+        full = conv1x1_tokens(self.zero_conv_full, attention(self.attn2_0, normed, audio) * masks.full)
+        face = conv1x1_tokens(self.zero_conv_face, attention(self.attn2_1, normed, audio) * masks.face)
+        lip = conv1x1_tokens(self.zero_conv_lip, attention(self.attn2_2, normed, audio) * masks.lip)
+        x = motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip + x
+        return self.ff(self.norm3(x)) + x
+
+
+class AudioAttentionModule(nn.Module):
+    """GroupNorm, 1x1 ``proj_in`` to ``heads * (width // heads)``, audio block, 1x1 ``proj_out``, residual.
+
+    ``width`` is the official "in_channels" used for the inner size (the block's input
+    channels for the first layer of a down block and for every layer of an up block).
+    """
+
+    def __init__(self, channels: int, width: int, heads: int, audio_dim: int, groups: int, level: int) -> None:
+        super().__init__()
+        self.level = level
+        head_dim = width // heads
+        inner = heads * head_dim
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Conv2d(channels, inner, kernel_size=1)
+        self.transformer_blocks = nn.ModuleList([AudioTransformerBlock(inner, heads, head_dim, audio_dim)])
+        self.proj_out = nn.Conv2d(inner, channels, kernel_size=1)
+
+    def forward(
+        self, x: torch.Tensor, audio: torch.Tensor, masks: RegionMasks, motion_scale: tuple[float, float, float]
+    ) -> torch.Tensor:
+        tokens = conv1x1_to_tokens(self.proj_in, self.norm(x))
+        tokens = self.transformer_blocks[0](tokens, audio, masks, motion_scale)
+        return conv1x1_from_tokens(self.proj_out, tokens, *x.shape[-2:]) + x

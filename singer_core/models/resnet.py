@@ -1,0 +1,24 @@
+"""Residual block factory: diffusers ``ResnetBlock2D`` (official key layout).
+
+The denoising UNet's ``ResnetBlock3D`` with inflated GroupNorm is exactly this block applied
+per frame, so both UNets use it on ``[(b f), C, h, w]`` with the time embedding repeated
+per frame.
+"""
+
+from __future__ import annotations
+
+from diffusers.models.resnet import ResnetBlock2D
+
+from singer_core.models.unet_spec import UNetSpec
+
+
+def resnet_block(spec: UNetSpec, in_channels: int, out_channels: int, scale: float = 1.0) -> ResnetBlock2D:
+    return ResnetBlock2D(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        temb_channels=spec.time_embed_dim,
+        groups=spec.norm_num_groups,
+        eps=spec.norm_eps,
+        non_linearity="silu",
+        output_scale_factor=scale,
+    )
