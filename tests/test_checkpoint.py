@@ -17,12 +17,14 @@ from singer_core.checkpoint import (
     compare_keys,
     detect_kind,
     load_net,
+    parameters_on_meta,
     read_checkpoint,
     unwrap_state_dict,
 )
 from singer_core.config import NetConfig
 from singer_core.errors import CheckpointError, ModelFileMissingError
-from tests.conftest import FIXTURES, fixture_json, fixture_weights
+from singer_core.models.sfm import SpectralFilterModule
+from tests.conftest import FIXTURES, fixture_io, fixture_json, fixture_weights
 from tests.tiny_models.net import tiny_net_config, tiny_net_state_dict, write_tiny_singer_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -220,3 +222,15 @@ def test_load_wrapped_official_layout(tmp_path):
 def test_config_json_is_what_the_converter_reads():
     config = NetConfig.from_file(FIXTURES / "net_tiny.json")
     assert json.loads(config.to_json())["msm"] == [1, 3, 4, 32, 32]
+
+
+def test_parameters_on_meta_then_assign_load_keeps_buffers_real():
+    with parameters_on_meta():
+        sfm = SpectralFilterModule(4, 32, 8)
+    assert all(p.is_meta for p in sfm.parameters())
+    assert not any(b.is_meta for b in sfm.buffers())  # the non-persistent Haar filters
+    sfm.load_state_dict(fixture_weights("sfm"), strict=True, assign=True)
+    io = fixture_io("sfm")
+    error = (sfm(io["input.square"]) - io["output.square"]).abs().max().item()
+    assert error <= 1e-5
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"  # the patch is undone
