@@ -1,0 +1,128 @@
+"""Command line: ``python -m singer_core generate --image face.png --audio song.wav --out out.mp4 --models DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from singer_core.errors import SingerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m singer_core", description="SINGER: a photo + a song -> video.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate a singing video")
+    gen.add_argument("--image", required=True, help="reference portrait (PNG/JPEG)")
+    gen.add_argument("--audio", required=True, help="the song (wav, mp3, flac, ...)")
+    gen.add_argument("--out", required=True, help="output .mp4 path")
+    gen.add_argument("--models", required=True, help="models folder laid out like ComfyUI's models/")
+    gen.add_argument("--checkpoint", help="file name in MODELS/singer/ when there are several")
+    gen.add_argument("--vae", help="entry name in MODELS/vae/ when there are several")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--steps", type=int, default=40)
+    gen.add_argument("--guidance", type=float, default=3.5)
+    gen.add_argument("--pose-weight", type=float, default=1.0)
+    gen.add_argument("--face-weight", type=float, default=1.0)
+    gen.add_argument("--lip-weight", type=float, default=1.0)
+    gen.add_argument("--clip-length", type=int, default=16)
+    gen.add_argument("--motion-frames", type=int, default=2)
+    gen.add_argument("--fps", type=int, default=25)
+    gen.add_argument("--size", type=int, default=512, help="output width and height (multiple of 64)")
+    gen.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    gen.add_argument("--scheduler", default="ddim", choices=["ddim", "dpmpp", "euler"])
+    gen.add_argument("--motion-source", default="decoded", choices=["decoded", "latent"])
+    gen.add_argument("--overlap", type=int, default=0, help="frames shared and cross-faded between clips")
+    gen.add_argument("--color-match", action="store_true", help="match each clip's colours to the reference")
+    gen.add_argument("--face-expand-ratio", type=float, default=1.2)
+    gen.add_argument("--decode-batch", type=int, default=1, help="frames per VAE decode call")
+    gen.add_argument("--vae-tiling", action="store_true")
+    gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    gen.add_argument("--dry-run", action="store_true", help="validate inputs and models, generate nothing")
+    return parser
+
+
+def _options(args):
+    from singer_core.pipeline.options import GenerationOptions
+
+    return GenerationOptions(
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        pose_weight=args.pose_weight,
+        face_weight=args.face_weight,
+        lip_weight=args.lip_weight,
+        clip_length=args.clip_length,
+        motion_frames=args.motion_frames,
+        fps=args.fps,
+        width=args.size,
+        height=args.size,
+        dtype=args.dtype,
+        scheduler=args.scheduler,
+        motion_source=args.motion_source,
+        overlap=args.overlap,
+        color_match=args.color_match,
+    )
+
+
+def _device(name: str | None):
+    import torch
+
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _generate(args) -> int:
+    from tqdm import tqdm
+
+    from singer_core.errors import InputError
+    from singer_core.pipeline import session
+    from singer_core.pipeline.generate import generate
+    from singer_core.pipeline.model_files import locate_models
+    from singer_core.video_io import write_video
+
+    options = _options(args)
+    if args.decode_batch < 1:
+        raise InputError(f"--decode-batch must be >= 1 (got {args.decode_batch}).")
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"--out must end in .mp4 (got {out}).")
+    files = locate_models(args.models, checkpoint=args.checkpoint, vae=args.vae)
+    image = session.read_image(args.image)
+    song, rate = session.read_song(args.audio)
+    if args.dry_run:
+        for line in session.dry_run(files, image, song, rate, options).lines:
+            print(line)
+        print("dry run OK: nothing generated")
+        return 0
+    device = _device(args.device)
+    reference = session.prepare_reference(files, image, options, args.face_expand_ratio)
+    audio = session.prepare_audio(files, song, rate, options, device)
+    net = session.load_net(files, options, device)
+    codec = session.load_codec(files, options, device, args.decode_batch, args.vae_tiling)
+    with tqdm(total=1.0, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", desc="generating") as bar:
+
+        def on_progress(event) -> None:
+            bar.n = round(event.fraction, 4)
+            bar.set_postfix_str(f"clip {event.clip + 1}/{event.clips} step {event.step}/{event.steps}")
+            bar.refresh()
+
+        result = generate(net, codec, reference, audio, options, on_progress=on_progress)
+    del net, codec
+    path = write_video(out, result.frames, result.fps, song, rate)
+    print(f"wrote {path} ({result.frames.shape[0]} frames, {result.frames.shape[0] / result.fps:.2f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _generate(args)
+    except SingerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Song-length generation: options, codec protocol, clip chaining and the ``generate`` entry point."""
+
+from singer_core.pipeline.codec import LATENT_SCALE, DiffusersVAECodec, VideoCodec
+from singer_core.pipeline.generate import AudioTokens, GenerationResult, generate
+from singer_core.pipeline.inputs import ReferenceInputs
+from singer_core.pipeline.options import GenerationOptions
+from singer_core.pipeline.progress import Progress
+from singer_core.pipeline.schedulers import make_scheduler
+
+__all__ = [
+    "LATENT_SCALE",
+    "AudioTokens",
+    "DiffusersVAECodec",
+    "GenerationOptions",
+    "GenerationResult",
+    "Progress",
+    "ReferenceInputs",
+    "VideoCodec",
+    "generate",
+    "make_scheduler",
+]

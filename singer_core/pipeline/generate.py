@@ -1,0 +1,201 @@
+"""The whole song: clips of ``clip_length`` frames chained through motion frames (official default).
+
+Per generation (once): image tokens, face-locator features, mask pyramids, audio tokens, the
+reference-image latent. Per clip: initial noise from the one seeded generator (drawn in turn, as
+the official script does), MSM on that noise, the reference-UNet write pass and the denoising
+steps (``singer_core.sampling``), decoding, and the motion frames for the next clip.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+
+import torch
+
+from singer_core.errors import InputError
+from singer_core.models.conditions import DenoiseConditions
+from singer_core.pipeline.clips import ClipSpan, FrameAssembler, plan_clips
+from singer_core.pipeline.codec import VideoCodec
+from singer_core.pipeline.color import match_color
+from singer_core.pipeline.conditions import Conditions, build_conditions, project_audio
+from singer_core.pipeline.inputs import ReferenceInputs
+from singer_core.pipeline.options import GenerationOptions
+from singer_core.pipeline.progress import Hooks, Progress
+from singer_core.pipeline.schedulers import make_scheduler
+
+
+@dataclass
+class AudioTokens:
+    """Per-frame audio windows of the song and how many frames the song really covers.
+
+    ``windows`` [n, 5, layers, hidden] (``AudioFeatures.windows``); ``audio_length`` frames are kept
+    in the output, frames past it (official zero padding) are generated and cut.
+    """
+
+    windows: torch.Tensor
+    audio_length: int
+
+
+@dataclass
+class GenerationResult:
+    """``frames`` [T, H, W, 3] float32 in [0, 1] on the CPU, ``T`` = the song's frame count."""
+
+    frames: torch.Tensor
+    fps: int
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+class _Run:
+    """State of one generation (kept together so each stage is a short method)."""
+
+    def __init__(self, net, codec: VideoCodec, reference: ReferenceInputs, options: GenerationOptions, hooks: Hooks):
+        param = next(net.parameters())
+        self.net, self.codec, self.options, self.hooks = net, codec, options, hooks
+        self.device, self.dtype = param.device, options.torch_dtype
+        if param.dtype != self.dtype:
+            net.to(dtype=self.dtype)
+        self.reference = reference
+        self.latent_size = (options.height // codec.downscale, options.width // codec.downscale)
+        self.generator = torch.Generator("cpu").manual_seed(options.seed)
+
+    # -- once per generation ------------------------------------------------------------------------
+
+    def conditions(self) -> Conditions:
+        return build_conditions(self.net, self.reference, self.options.clip_length, self.device, self.dtype)
+
+    def reference_latent(self) -> torch.Tensor:
+        return self.codec.encode(self.reference.pixels[None].float()).to(self.device, self.dtype)
+
+    def reference_bank(self, ref_latents: torch.Tensor, conditions: Conditions):
+        """Reference-UNet write pass (timestep 0) for this clip's [reference, motion frames]."""
+        tokens = conditions.image_tokens
+        return self.net.reference_unet.write_bank(ref_latents, tokens[:1], tokens[1:])
+
+    def audio_tokens(self, audio: AudioTokens, spans: list[ClipSpan]) -> torch.Tensor:
+        windows = audio.windows
+        needed = spans[-1].stop
+        if windows.shape[0] < needed:  # overlap may reach past the official padding: hold the last window
+            windows = torch.cat([windows, windows[-1:].expand(needed - windows.shape[0], *windows.shape[1:])])
+        return project_audio(self.net, windows[:needed], self.device, self.dtype, self.options.clip_length)
+
+    # -- once per clip -------------------------------------------------------------------------------
+
+    def initial_noise(self) -> torch.Tensor:
+        """``[1, 4, f, h, w]`` drawn from the one CPU generator (device-independent, official order)."""
+        shape = (1, 4, self.options.clip_length, *self.latent_size)
+        return torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device, self.dtype)
+
+    def audio_embedding(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``[2, f, 32, dim]``: [zeros, MSM(tokens, initial noise)] (quirk 6); Hallo nets skip MSM."""
+        clip_tokens = tokens[None]
+        if getattr(self.net, "audioembed", None) is not None:
+            clip_tokens = self.net.audioembed(clip_tokens, noise)
+        return torch.cat([torch.zeros_like(clip_tokens), clip_tokens])
+
+    def motion_latents(self, frames: FrameAssembler, span: ClipSpan, previous: torch.Tensor) -> torch.Tensor:
+        """Latents of the ``motion_frames`` frames before ``span``: the decoded frames re-encoded
+        (official), or the previous clip's latents themselves (``motion_source='latent'``)."""
+        n = self.options.motion_frames
+        if self.options.motion_source == "latent":
+            stride = self.options.clip_stride
+            return previous[0, :, stride - n : stride].transpose(0, 1)
+        pixels = frames.window(span.start - n, span.start)  # [n, 3, H, W] in [0, 1]
+        return self.codec.encode(pixels * 2.0 - 1.0).to(self.device, self.dtype)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``[1, 4, f, h, w]`` -> frames ``[f, 3, H, W]`` in [0, 1] (CPU float32), colour-matched if asked."""
+        frames = self.codec.decode(latents[0].transpose(0, 1)).float().cpu()
+        if self.options.color_match:
+            frames = match_color(frames, (self.reference.pixels.float().cpu() + 1) / 2)
+        return frames
+
+
+def generate(
+    net,
+    codec: VideoCodec,
+    reference: ReferenceInputs,
+    audio: AudioTokens,
+    options: GenerationOptions | None = None,
+    on_progress=None,
+    should_cancel=None,
+) -> GenerationResult:
+    """Generate the video for a whole song.
+
+    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on; it is cast to
+    ``options.dtype`` if needed. ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
+    ``on_progress(Progress)`` is called after every denoising step and every clip;
+    ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
+    """
+    options = options or GenerationOptions()
+    options.validate()
+    reference = ReferenceInputs.of(reference)
+    reference.validate(options.width, options.height)
+    if audio.audio_length < 1 or audio.windows.shape[0] < 1:
+        raise InputError("The audio covers no video frame; use a longer song.")
+    hooks = Hooks(on_progress, should_cancel)
+    run = _Run(net, codec, reference, options, hooks)
+    spans = plan_clips(audio.audio_length, options.clip_length, options.overlap)
+    with torch.no_grad():
+        hooks.check_cancel()
+        conditions = run.conditions()
+        tokens = run.audio_tokens(audio, spans)
+        ref_latent = run.reference_latent()
+        _release(run.device)
+        frames = _generate_clips(run, spans, conditions, tokens, ref_latent)
+    frames = frames[: audio.audio_length]  # the official cut back to the song length
+    return GenerationResult(frames.permute(0, 2, 3, 1).contiguous(), options.fps)
+
+
+def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, ref_latent: torch.Tensor):
+    options, hooks = run.options, run.hooks
+    assembler = FrameAssembler(options.overlap)
+    latents = None
+    for span in spans:
+        noise = run.initial_noise()
+        if span.index == 0:  # first clip: the motion frames are copies of the reference image
+            motion = ref_latent.expand(options.motion_frames, -1, -1, -1)
+        else:
+            motion = run.motion_latents(assembler, span, latents)
+        ref_latents = torch.cat([ref_latent, motion])
+        audio_embedding = run.audio_embedding(tokens[span.start : span.stop], noise)
+
+        def on_step(step: int, steps: int, clip: int = span.index) -> None:
+            hooks.report(Progress("step", clip, len(spans), step, steps))
+
+        bank = run.reference_bank(ref_latents, conditions)
+        denoise = DenoiseConditions(
+            bank=bank,
+            image_tokens=conditions.image_tokens,
+            audio_tokens=audio_embedding,
+            face_features=conditions.face_features,
+            masks=conditions.masks,
+            motion_scale=tuple(options.motion_scale),
+        )
+        latents = _sample_clip(run, denoise, noise, on_step)
+        del audio_embedding, ref_latents, bank, denoise
+        assembler.add(run.decode(latents))
+        hooks.report(Progress("clip", span.index, len(spans), options.steps, options.steps))
+        _release(run.device)
+    return assembler.result()
+
+
+def _sample_clip(run: _Run, conditions: DenoiseConditions, noise: torch.Tensor, on_step) -> torch.Tensor:
+    """Denoise one clip from unit ``noise`` [1, 4, f, h, w]; CFG as one batch of two."""
+    options, hooks = run.options, run.hooks
+    scheduler = make_scheduler(options.scheduler)
+    scheduler.set_timesteps(options.steps, device=run.device)
+    latents = noise * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+        hooks.check_cancel()
+        model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        uncond, cond = run.net.denoising_unet(model_input, t, conditions).chunk(2)
+        guided = uncond + options.guidance * (cond - uncond)
+        latents = scheduler.step(guided, t, latents, return_dict=False)[0]
+        on_step(i + 1, len(scheduler.timesteps))
+    return latents

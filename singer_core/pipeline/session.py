@@ -1,0 +1,121 @@
+"""Everything the command line needs between "paths on disk" and ``generate``: loading the models,
+preparing the reference and the audio, freeing what is no longer needed between stages."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from singer_core.errors import InputError
+from singer_core.pipeline.codec import DiffusersVAECodec
+from singer_core.pipeline.generate import AudioTokens
+from singer_core.pipeline.model_files import ModelFiles
+from singer_core.pipeline.options import GenerationOptions
+from singer_core.pipeline.vae_loading import load_vae
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """HxWx3 uint8 RGB of an image file, with a clear error for anything unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"Reference image not found: {path}.")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise InputError(f"Cannot read the reference image {path}: {error}. Use a PNG or JPEG file.") from error
+
+
+def read_song(path: str | Path) -> tuple[torch.Tensor, int]:
+    """The song as decoded (all channels, original rate) for muxing; decoding errors name the file."""
+    from singer_core.audio.waveform import read_audio_file
+
+    return read_audio_file(path)
+
+
+def prepare_reference(files: ModelFiles, image: np.ndarray, options: GenerationOptions, face_expand_ratio: float):
+    """Face analysis on the photo (insightface), released right after."""
+    from singer_core.face import FaceModels
+    from singer_core.face import prepare_reference as face_reference
+
+    models = FaceModels.load(files.insightface)
+    try:
+        return face_reference(image, models, options.width, options.height, face_expand_ratio=face_expand_ratio)
+    finally:
+        del models
+        gc.collect()
+
+
+def prepare_audio(files: ModelFiles, song: torch.Tensor, rate: int, options: GenerationOptions, device) -> AudioTokens:
+    """wav2vec2 features of the song (official padding to the clip length), model released right after."""
+    from singer_core.audio.features import extract_audio_features
+    from singer_core.audio.wav2vec import load_wav2vec
+    from singer_core.audio.waveform import prepare_waveform
+
+    model = load_wav2vec(files.wav2vec, device=device)
+    try:
+        features = extract_audio_features(prepare_waveform(song, rate), model, options.clip_length, options.fps)
+    finally:
+        del model
+        release(device)
+    return AudioTokens(features.windows, features.audio_length)
+
+
+def load_net(files: ModelFiles, options: GenerationOptions, device):
+    from singer_core.checkpoint import load_net as load_checkpoint
+
+    return load_checkpoint(files.checkpoint, dtype=options.torch_dtype, device=device)
+
+
+def load_codec(files: ModelFiles, options: GenerationOptions, device, decode_batch: int, tiling: bool):
+    vae = load_vae(files.vae, device=device, dtype=options.torch_dtype)
+    return DiffusersVAECodec(vae, batch_size=decode_batch, tiling=tiling)
+
+
+def release(device) -> None:
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class DryRunReport:
+    """What ``--dry-run`` checked."""
+
+    lines: list[str]
+
+
+def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int, options: GenerationOptions):
+    """Validate the models (checkpoint keys, VAE, wav2vec2 config, face models + a face in the photo)
+    and the inputs without generating."""
+    from singer_core.audio.features import frame_count
+    from singer_core.audio.wav2vec import load_wav2vec
+    from singer_core.checkpoint import empty_net, read_checkpoint, verify_keys
+
+    checkpoint = read_checkpoint(files.checkpoint)
+    verify_keys(checkpoint, empty_net(checkpoint.config))
+    kind = checkpoint.kind
+    del checkpoint
+    vae = load_vae(files.vae)
+    del vae
+    wav2vec = load_wav2vec(files.wav2vec)
+    del wav2vec
+    reference = prepare_reference(files, image, options, 1.2)
+    frames = frame_count(song.shape[-1], rate, options.fps)
+    clips = -(-frames // options.clip_length)
+    return DryRunReport(
+        [
+            f"checkpoint: {files.checkpoint} ({kind}, keys verified)",
+            f"vae: {files.vae}",
+            f"wav2vec2: {files.wav2vec}",
+            f"face models: {files.insightface} (face found, {reference.num_faces} detected)",
+            f"audio: {song.shape[-1] / rate:.2f} s at {rate} Hz -> {frames} frames, {clips} clips of "
+            f"{options.clip_length}",
+            f"output: {options.width}x{options.height} at {options.fps} fps, {options.steps} {options.scheduler} steps",
+        ]
+    )
