@@ -13,6 +13,8 @@ picks another face, and a manual face box skips the detector (landmarks then com
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +59,14 @@ class AnalyzedFace:
     manual: bool
 
 
+@contextmanager
+def _quiet_insightface():
+    """insightface's alignment calls a scikit-image API that warns on every face; not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 def _face_object(box: np.ndarray, keypoints: np.ndarray | None = None, score: float = 1.0):
     from insightface.app.common import Face
 
@@ -64,7 +74,7 @@ def _face_object(box: np.ndarray, keypoints: np.ndarray | None = None, score: fl
 
 
 def _run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[DetectedFace]:
-    models.detector.prepare(0, input_size=(size, size), det_thresh=DETECTION_THRESHOLD)
+    models.detector.det_thresh = DETECTION_THRESHOLD
     boxes, keypoints = models.detector.detect(bgr, input_size=(size, size))
     if keypoints is None:
         keypoints = np.zeros((len(boxes), 5, 2), dtype=np.float32)
@@ -130,8 +140,13 @@ def analyze_face(
     ``rgb`` is an HxWx3 uint8 RGB image; insightface works on BGR, converted here.
     """
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    with _quiet_insightface():
+        return _analyze(models, bgr, face_index, face_box)
+
+
+def _analyze(models: FaceModels, bgr: np.ndarray, face_index: int, face_box) -> AnalyzedFace:
     if face_box is not None:
-        box = check_face_box(face_box, rgb.shape[1], rgb.shape[0])
+        box = check_face_box(face_box, bgr.shape[1], bgr.shape[0])
         face = _face_object(box)
         landmarks = np.asarray(models.landmarker.get(bgr, face), dtype=np.float32)
         face.kps = keypoints_from_landmarks(landmarks)
