@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -227,6 +228,14 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- server API
 
 
+def _die_with_parent() -> None:
+    """In the server child: get SIGTERM when the test process dies, so no server is left behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class HostError(RuntimeError):
     """The ComfyUI host failed to start, answer, or accept a prompt."""
 
@@ -311,7 +320,12 @@ class ComfyServer:
         self._log_file = open(self.log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            self.command(), cwd=self.comfy_dir, stdout=self._log_file, stderr=subprocess.STDOUT, env=env
+            self.command(),
+            cwd=self.comfy_dir,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.wait_ready(timeout)
         return self
@@ -427,6 +441,7 @@ def _serve(args: argparse.Namespace) -> None:
     prepare_base_dir(base_dir)
     server = ComfyServer(comfy_dir, base_dir, port=args.port, log_path=base_dir / "comfyui.log")
     _log(f"starting ComfyUI (log: {server.log_path})")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `with`, stopping the server
     with server:
         print(f"ComfyUI is up at {server.url}  (base folder {base_dir})", flush=True)
         print(_missing_models_report(base_dir), flush=True)
