@@ -1,0 +1,173 @@
+"""Single-clip sampling: the official ``FaceAnimatePipeline.__call__`` (fixtures README section 6),
+with typed inputs, explicit reference state, a per-step callback and cancellation.
+
+Call order per clip (as the official pipeline): image tokens ``[imageproj(0), imageproj(emb)]``;
+MSM once on the initial noise (quirk 6); face-locator features; the reference write pass
+once at timestep 0 (quirk 5); then per step the CFG pair through the denoising UNet,
+guidance, and the scheduler step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler
+
+from singer_core.errors import CancelledError, InputError
+from singer_core.models.conditions import DenoiseConditions, MaskPyramid
+from singer_core.net import SingerNet
+
+# The official scripts hard-code SD's factor instead of reading the VAE config (quirk 12).
+LATENT_SCALE = 0.18215
+
+# noise_scheduler_kwargs of configs/inference/inference.yaml with the zero-SNR overrides (quirk 11).
+OFFICIAL_DDIM_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "linear",
+    "clip_sample": False,
+    "set_alpha_to_one": True,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+}
+
+StepCallback = Callable[[int, int, torch.Tensor], None]  # (steps done, total steps, latents)
+CancelCheck = Callable[[], bool]  # True -> stop with CancelledError
+
+
+def official_scheduler() -> DDIMScheduler:
+    """A fresh DDIM scheduler with the official configuration (schedulers hold per-run state)."""
+    return DDIMScheduler(**OFFICIAL_DDIM_CONFIG)
+
+
+@dataclass
+class ClipInputs:
+    """Everything one clip needs (batch 1).
+
+    * ``ref_latents`` ``[1 + n_motion, 4, h, w]``: VAE ``latent_dist.mean * LATENT_SCALE`` of the
+      reference image followed by the motion frames (``encode_reference``).
+    * ``face_embedding`` ``[1, 512]``: insightface embedding of the reference face.
+    * ``face_region`` ``[1, 3, H, W]`` in [0, 1]: face bounding-box mask (``H = 8 h``).
+    * ``masks``: full / face / lip pyramids, 4 levels of ``[f, hw]``.
+    * ``audio_tokens`` ``[1, f, 32, A]``: ``audioproj`` output for the clip's frames (before MSM).
+    * ``noise`` ``[1, 4, f, h, w]``: unit Gaussian noise (scaled by the scheduler's
+      ``init_noise_sigma`` here, as the official ``prepare_latents``).
+    """
+
+    ref_latents: torch.Tensor
+    face_embedding: torch.Tensor
+    face_region: torch.Tensor
+    masks: MaskPyramid
+    audio_tokens: torch.Tensor
+    noise: torch.Tensor
+
+
+@dataclass
+class SamplingOptions:
+    steps: int = 40
+    guidance_scale: float = 3.5
+    motion_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    eta: float = 0.0
+
+
+def _check(clip: ClipInputs, options: SamplingOptions) -> None:
+    if options.guidance_scale <= 1.0:
+        raise InputError(
+            f"guidance scale must be above 1 (got {options.guidance_scale}); SINGER always uses classifier-free "
+            "guidance, the official default is 3.5."
+        )
+    if options.steps < 1:
+        raise InputError(f"steps must be at least 1 (got {options.steps}).")
+    frames, (height, width) = clip.noise.shape[2], clip.noise.shape[-2:]
+    if clip.audio_tokens.shape[1] != frames:
+        raise InputError(f"audio covers {clip.audio_tokens.shape[1]} frames but the clip has {frames}.")
+    if tuple(clip.ref_latents.shape[-2:]) != (height, width):
+        raise InputError(
+            f"reference latents are {tuple(clip.ref_latents.shape[-2:])} but the noise is {(height, width)}."
+        )
+
+
+@torch.no_grad()
+def clip_conditions(net: SingerNet, clip: ClipInputs, latents: torch.Tensor, motion_scale) -> DenoiseConditions:
+    """Per-clip conditioning in the CFG layout [uncond, cond]; ``latents`` are the initial ones (MSM input)."""
+    embedding = clip.face_embedding
+    image_tokens = torch.cat([net.imageproj(torch.zeros_like(embedding)), net.imageproj(embedding)])
+    audio = clip.audio_tokens
+    if net.audioembed is not None:
+        audio = net.audioembed(audio, latents)
+    face_features = net.face_locator(clip.face_region[:, :, None])  # one frame: same region in every frame
+    bank = net.reference_unet.write_bank(clip.ref_latents, image_tokens[:1], image_tokens[1:])
+    return DenoiseConditions(
+        bank=bank,
+        image_tokens=image_tokens,
+        audio_tokens=torch.cat([torch.zeros_like(audio), audio]),
+        face_features=face_features,
+        masks=clip.masks,
+        motion_scale=tuple(float(s) for s in motion_scale),
+    )
+
+
+@torch.no_grad()
+def predict_noise(net: SingerNet, latents: torch.Tensor, timestep, conditions: DenoiseConditions) -> torch.Tensor:
+    """Denoising UNet on the CFG pair: ``[1, 4, f, h, w] -> [2, 4, f, h, w]`` ([uncond, cond])."""
+    return net.denoising_unet(torch.cat([latents, latents]), timestep, conditions)
+
+
+def guide(prediction: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    uncond, cond = prediction.chunk(2)
+    return uncond + guidance_scale * (cond - uncond)
+
+
+@torch.no_grad()
+def sample_clip(
+    net: SingerNet,
+    clip: ClipInputs,
+    options: SamplingOptions | None = None,
+    *,
+    scheduler=None,
+    callback: StepCallback | None = None,
+    cancel: CancelCheck | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Denoise one clip; returns the final latents ``[1, 4, f, h, w]``.
+
+    ``scheduler`` defaults to ``official_scheduler()``; any diffusers scheduler with the same
+    ``set_timesteps`` / ``scale_model_input`` / ``step`` API works. ``generator`` is only
+    used by stochastic schedulers (DDIM with ``eta > 0``).
+    """
+    options = options or SamplingOptions()
+    _check(clip, options)
+    scheduler = scheduler or official_scheduler()
+    scheduler.set_timesteps(options.steps, device=clip.noise.device)
+    latents = clip.noise * scheduler.init_noise_sigma
+    conditions = clip_conditions(net, clip, latents, options.motion_scale)
+    step_kwargs = {"eta": options.eta, "generator": generator} if isinstance(scheduler, DDIMScheduler) else {}
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        if cancel is not None and cancel():
+            raise CancelledError("Generation was cancelled.")
+        model_input = scheduler.scale_model_input(latents, t)
+        guided = guide(predict_noise(net, model_input, t, conditions), options.guidance_scale)
+        latents = scheduler.step(guided, t, latents, **step_kwargs, return_dict=False)[0]
+        if callback is not None:
+            callback(i + 1, len(timesteps), latents)
+    return latents
+
+
+@torch.no_grad()
+def encode_reference(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
+    """``[n, 3, H, W]`` in [-1, 1] -> scaled latents ``[n, 4, H/8, W/8]`` (distribution mean, no sampling)."""
+    return vae.encode(pixels).latent_dist.mean * LATENT_SCALE
+
+
+@torch.no_grad()
+def decode_video(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+    """``[1, 4, f, h, w] -> [1, 3, f, H, W]`` in [0, 1]; one frame per VAE call, as the official code."""
+    frames = ((1 / LATENT_SCALE) * latents)[0].transpose(0, 1)
+    video = torch.cat([vae.decode(frame[None]).sample for frame in frames])
+    return (video / 2 + 0.5).clamp(0, 1).transpose(0, 1)[None]
