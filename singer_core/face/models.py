@@ -26,7 +26,8 @@ DEFAULT_SUBDIR = Path("insightface") / "models" / "antelopev2"
 
 INSTALL_HINT = (
     "install it with `pip install --no-deps insightface` plus `pip install onnxruntime onnx scikit-image` "
-    "(use onnxruntime-gpu for CUDA); --no-deps keeps insightface from pulling in opencv-python."
+    "(use onnxruntime-gpu for CUDA); --no-deps keeps insightface from pulling in opencv-python. "
+    "insightface 0.7.x also imports albumentations and matplotlib when loaded: install them if named above."
 )
 
 
