@@ -57,7 +57,8 @@ _WEIGHT_NORM = {  # hub / old torch names  <->  torch.nn.utils.parametrizations 
 
 
 def build_wav2vec(config: Wav2Vec2Config) -> Wav2Vec2Model:
-    """Randomly initialised model of ``config`` in eval mode, attention through ``scaled_dot_product_attention``."""
+    """Randomly initialised model of ``config`` in eval mode, attention through ``scaled_dot_product_attention``
+    (which never materialises the frames x frames attention matrix on its fused kernels)."""
     if config.feat_extract_norm != "group" or config.do_stable_layer_norm:
         raise CheckpointError(
             "Only wav2vec2 models with the base architecture (group-norm feature encoder, post-norm transformer, "
@@ -65,7 +66,8 @@ def build_wav2vec(config: Wav2Vec2Config) -> Wav2Vec2Model:
             f"feat_extract_norm={config.feat_extract_norm!r}, do_stable_layer_norm={config.do_stable_layer_norm}."
         )
     config = Wav2Vec2Config.from_dict(config.to_dict())
-    config._attn_implementation = "sdpa"
+    # transformers < 4.40 has no SDPA path for wav2vec2 (and refuses the setting): eager there
+    config._attn_implementation = "sdpa" if getattr(Wav2Vec2Model, "_supports_sdpa", False) else "eager"
     model = Wav2Vec2Model(config)
     model.eval().requires_grad_(False)
     return model
