@@ -1,0 +1,82 @@
+"""Three official DDIM steps + VAE decode on the tiny Net and VAE (fixtures README section 7)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from singer_core.config import NetConfig
+from singer_core.conformance.common import MODULE_ATOL, UNET_ATOL
+from singer_core.errors import CancelledError, InputError
+from singer_core.models.conditions import MaskPyramid
+from singer_core.net import SingerNet
+from singer_core.sampling import ClipInputs, SamplingOptions, decode_video, encode_reference, sample_clip
+from tests.conftest import FIXTURES, assert_close, fixture_io, fixture_json, fixture_weights
+from tests.tiny_models.vae import tiny_vae
+
+
+@pytest.fixture(scope="module")
+def net() -> SingerNet:
+    net = SingerNet(NetConfig.from_file(FIXTURES / "net_tiny.json"))
+    net.load_state_dict(fixture_weights("net_tiny"), strict=True)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def io() -> dict[str, torch.Tensor]:
+    return fixture_io("pipeline")
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return tiny_vae()
+
+
+def _clip(io, ref_latents: torch.Tensor) -> ClipInputs:
+    masks = MaskPyramid(*[[io[f"input.{kind}_mask.{i}"] for i in range(4)] for kind in ("full", "face", "lip")])
+    return ClipInputs(
+        ref_latents=ref_latents,
+        face_embedding=io["input.face_emb"],
+        face_region=io["input.face_region"],
+        masks=masks,
+        audio_tokens=io["input.audio_tensor"],
+        noise=io["draw.init_latents"],
+    )
+
+
+def _options(io) -> SamplingOptions:
+    call = fixture_json("pipeline")["call"]
+    return SamplingOptions(
+        steps=call["num_inference_steps"],
+        guidance_scale=call["guidance_scale"],
+        motion_scale=tuple(io["input.motion_scale"].tolist()),
+        eta=call["eta"],
+    )
+
+
+def test_pipeline_matches_official(net, io, vae) -> None:
+    ref_latents = encode_reference(vae, io["input.ref_image"][0])
+    assert_close(ref_latents, io["internal.ref_image_latents_scaled"], MODULE_ATOL, "ref_image_latents_scaled")
+    steps = []
+    latents = sample_clip(net, _clip(io, ref_latents), _options(io), callback=lambda i, n, x: steps.append(x))
+    assert len(steps) == 3
+    for i, after in enumerate(steps):
+        assert_close(after, io[f"step{i}.latents_after"], UNET_ATOL, f"step{i}.latents_after")
+    assert_close(decode_video(vae, latents), io["output.videos"], UNET_ATOL, "output.videos")
+
+
+def test_cancel_check_stops_before_the_next_step(net, io) -> None:
+    steps = []
+    with pytest.raises(CancelledError):
+        sample_clip(
+            net, _clip(io, io["internal.ref_image_latents_scaled"]), _options(io),
+            callback=lambda i, n, x: steps.append(i), cancel=lambda: len(steps) >= 1,
+        )
+    assert steps == [1]
+
+
+def test_rejects_mismatched_audio(net, io) -> None:
+    clip = _clip(io, io["internal.ref_image_latents_scaled"])
+    clip.audio_tokens = clip.audio_tokens[:, :2]
+    with pytest.raises(InputError, match="audio covers 2 frames"):
+        sample_clip(net, clip, _options(io))
