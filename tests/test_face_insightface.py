@@ -95,7 +95,7 @@ def test_wrong_model_under_a_file_name_is_refused(tmp_path):
 
 def test_detector_finds_the_textured_face_where_it_is(photo_models):
     image = textured(400, [PHOTO_FACE_BOX])
-    faces = detect_faces(photo_models, np.ascontiguousarray(image[:, :, ::-1]))
+    faces = detect_faces(photo_models, image)
     assert len(faces) == 1 and faces[0].score == pytest.approx(0.9)
     np.testing.assert_allclose(faces[0].box, np.array(PHOTO_FACE_BOX) * 400, atol=0.05)
 
@@ -122,7 +122,7 @@ def test_padded_retry_maps_the_box_back_to_the_image(tmp_path):
     models = FaceModels.load(write_antelopev2(tmp_path / "antelopev2", [(0.7, 0.7, 0.9, 0.9)]))
     image = np.full((300, 300, 3), 120, np.uint8)
     image[276:, 276:] = np.random.default_rng(2).integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    faces = detect_faces(models, np.ascontiguousarray(image[:, :, ::-1]))
+    faces = detect_faces(models, image)
     assert len(faces) == 1
     np.testing.assert_allclose(faces[0].box, [240, 240, 330, 330], atol=0.1)
     np.testing.assert_allclose(faces[0].keypoints[2], [240 + 0.5 * 90, 240 + 0.62 * 90], atol=0.1)
@@ -152,6 +152,14 @@ def test_embedding_is_the_raw_arcface_output_of_the_aligned_rgb_crop(photo_model
     assert abs(float(np.linalg.norm(face.embedding)) - 1.0) > 0.1  # not L2-normalised
     swapped = expected_embedding(np.ascontiguousarray(photo[:, :, ::-1]), face.keypoints)
     assert np.abs(swapped - expected).max() > 1e-2  # the check does see a channel-order mistake
+
+
+def test_detector_without_keypoints_aligns_on_the_landmarks(tmp_path, photo):
+    models = FaceModels.load(write_antelopev2(tmp_path / "antelopev2", [PHOTO_FACE_BOX], detector_keypoints=False))
+    assert not models.detector.use_kps
+    face = analyze_face(models, photo)
+    np.testing.assert_allclose(face.keypoints, keypoints_from_landmarks(face.landmarks))
+    np.testing.assert_allclose(face.embedding, expected_embedding(photo, face.keypoints), atol=1e-4)
 
 
 def test_largest_face_first_and_face_index(two_face_models):

@@ -31,11 +31,12 @@ PAD_RATIO = 0.25
 
 @dataclass(frozen=True)
 class DetectedFace:
-    """One detector hit in image pixels: box (x1, y1, x2, y2), score, 5 keypoints [5, 2]."""
+    """One detector hit in image pixels: box (x1, y1, x2, y2), score, 5 keypoints [5, 2] (None when the
+    detector has no keypoint head; the landmarks then provide them)."""
 
     box: np.ndarray
     score: float
-    keypoints: np.ndarray
+    keypoints: np.ndarray | None
 
     @property
     def area(self) -> float:
@@ -77,7 +78,7 @@ def _run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[Detect
     models.detector.det_thresh = DETECTION_THRESHOLD
     boxes, keypoints = models.detector.detect(bgr, input_size=(size, size))
     if keypoints is None:
-        keypoints = np.zeros((len(boxes), 5, 2), dtype=np.float32)
+        return [DetectedFace(box[:4].astype(np.float32), float(box[4]), None) for box in boxes]
     return [
         DetectedFace(box[:4].astype(np.float32), float(box[4]), kps.astype(np.float32))
         for box, kps in zip(boxes, keypoints, strict=True)
@@ -87,15 +88,21 @@ def _run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[Detect
 def _detect_padded(models: FaceModels, bgr: np.ndarray) -> list[DetectedFace]:
     pad = int(round(max(bgr.shape[:2]) * PAD_RATIO))
     padded = np.pad(bgr, ((pad, pad), (pad, pad), (0, 0)))
-    shift = np.array([pad, pad], dtype=np.float32)
-    return [
-        DetectedFace(face.box - np.tile(shift, 2), face.score, face.keypoints - shift)
-        for face in _run_detector(models, padded, PADDED_DETECTION_SIZE)
-    ]
+    return [_unpad(face, pad) for face in _run_detector(models, padded, PADDED_DETECTION_SIZE)]
 
 
-def detect_faces(models: FaceModels, bgr: np.ndarray) -> list[DetectedFace]:
-    """All faces, largest first; tries 640, 320, 1024 and a padded image until something is found."""
+def _unpad(face: DetectedFace, pad: int) -> DetectedFace:
+    keypoints = None if face.keypoints is None else face.keypoints - pad
+    return DetectedFace(face.box - pad, face.score, keypoints)
+
+
+def detect_faces(models: FaceModels, rgb: np.ndarray) -> list[DetectedFace]:
+    """All faces of an HxWx3 uint8 RGB image, largest first (see ``_detect_bgr``)."""
+    return _detect_bgr(models, np.ascontiguousarray(rgb[:, :, ::-1]))
+
+
+def _detect_bgr(models: FaceModels, bgr: np.ndarray) -> list[DetectedFace]:
+    """Tries 640, 320, 1024 and a padded image until something is found; largest face first."""
     for size in DETECTION_SIZES:
         faces = _run_detector(models, bgr, size)
         if faces:
@@ -152,10 +159,12 @@ def _analyze(models: FaceModels, bgr: np.ndarray, face_index: int, face_box) -> 
         face.kps = keypoints_from_landmarks(landmarks)
         score, num_faces, manual = None, 0, True
     else:
-        faces = detect_faces(models, bgr)
+        faces = _detect_bgr(models, bgr)
         chosen = select_face(faces, face_index)
         face = _face_object(chosen.box, chosen.keypoints, chosen.score)
         landmarks = np.asarray(models.landmarker.get(bgr, face), dtype=np.float32)
+        if face.kps is None:
+            face.kps = keypoints_from_landmarks(landmarks)
         score, num_faces, manual = chosen.score, len(faces), False
     embedding = np.asarray(models.recognizer.get(bgr, face), dtype=np.float32).reshape(-1)
     return AnalyzedFace(

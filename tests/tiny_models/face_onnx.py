@@ -127,7 +127,10 @@ def _anchor_rows(g: _Graph, maps: list[str], channels: int) -> str:
     return g.op("Reshape", cells, g.const([-1, channels], np.int64))
 
 
-def detector_model(face_boxes=(DEFAULT_FACE_BOX,), texture_gain: float = 100.0) -> onnx.ModelProto:
+def detector_model(
+    face_boxes=(DEFAULT_FACE_BOX,), texture_gain: float = 100.0, with_keypoints: bool = True
+) -> onnx.ModelProto:
+    """SCRFD-layout detector (9 outputs; 6 without the keypoint head)."""
     boxes = [tuple(float(v) for v in box) for box in face_boxes]
     if not 0 <= len(boxes) <= 2 * len(STRIDES):
         raise ValueError("the tiny detector reports at most 6 faces")
@@ -150,7 +153,8 @@ def detector_model(face_boxes=(DEFAULT_FACE_BOX,), texture_gain: float = 100.0) 
         bboxes.append(_anchor_rows(g, box_maps, 4))
         kpss.append(_anchor_rows(g, kps_maps, 10))
     outputs = []
-    for group, channels, tensors in (("score", 1, scores), ("bbox", 4, bboxes), ("kps", 10, kpss)):
+    groups = [("score", 1, scores), ("bbox", 4, bboxes)] + ([("kps", 10, kpss)] if with_keypoints else [])
+    for group, channels, tensors in groups:
         for stride, tensor in zip(STRIDES, tensors, strict=True):
             name = f"{group}_{stride}"
             g.nodes.append(helper.make_node("Identity", [tensor], [name], name=f"out_{name}"))
@@ -210,11 +214,13 @@ def landmark_model(face_template: np.ndarray | None = None) -> onnx.ModelProto:
     return _model(g, "tiny_2d106", inputs, outputs)
 
 
-def write_antelopev2(directory: str | Path, face_boxes=(DEFAULT_FACE_BOX,), seed: int = 0) -> Path:
+def write_antelopev2(
+    directory: str | Path, face_boxes=(DEFAULT_FACE_BOX,), seed: int = 0, detector_keypoints: bool = True
+) -> Path:
     """Write the three tiny models under the antelopev2 file names into ``directory``; returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    onnx.save(detector_model(face_boxes), str(directory / "scrfd_10g_bnkps.onnx"))
+    onnx.save(detector_model(face_boxes, with_keypoints=detector_keypoints), str(directory / "scrfd_10g_bnkps.onnx"))
     onnx.save(recognition_model(seed), str(directory / "glintr100.onnx"))
     onnx.save(landmark_model(), str(directory / "2d106det.onnx"))
     return directory
