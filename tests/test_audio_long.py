@@ -11,10 +11,10 @@ from singer_core.audio.chunking import LongAudioPolicy
 from singer_core.audio.features import encode_audio, extract_audio_features, frame_count
 from singer_core.audio.wav2vec import build_wav2vec, conv_features, load_state_into
 from singer_core.audio.waveform import load_waveform
-from tests.conftest import DATA, fixture_weights
+from tests.conftest import DATA, assert_close, fixture_weights
 from tests.tiny_models.wav2vec import tiny_wav2vec_config
 
-EXACT = LongAudioPolicy(max_one_shot_frames=10**9)
+EXACT = LongAudioPolicy(max_one_shot_frames=10**9, conv_chunk_frames=10**9)  # everything one-shot
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,19 @@ def test_default_policy_keeps_normal_songs_one_shot(tiny_model, monkeypatch):
     wave = _song(20)
     default = encode_audio(wave, tiny_model, 16)
     assert not calls
-    assert torch.equal(default.embeddings, encode_audio(wave, tiny_model, 16, policy=EXACT).embeddings)
+    one_shot = encode_audio(wave, tiny_model, 16, policy=EXACT)
+    assert torch.equal(default.conv_features, one_shot.conv_features)  # 20 s: conv in one piece too
+    assert torch.equal(default.embeddings, one_shot.embeddings)
+
+
+def test_conv_pieces_on_a_real_song_match_one_shot_features(tiny_model):
+    """70 s (> 30 s conv pieces, < 2 min one-shot transformer): features within 1e-5 of all-one-shot."""
+    wave = _song(70)
+    default = encode_audio(wave, tiny_model, 16)
+    one_shot = encode_audio(wave, tiny_model, 16, policy=EXACT)
+    assert not torch.equal(default.conv_features, one_shot.conv_features)  # really took the pieces path
+    assert_close(default.conv_features, one_shot.conv_features, 1e-7, "conv features")
+    assert_close(default.embeddings, one_shot.embeddings, 1e-5, "embeddings")
     assert LongAudioPolicy().max_one_shot_frames == 3000  # 2 minutes at 25 fps (documented threshold)
 
 

@@ -7,6 +7,9 @@ transformer runs on overlapping windows instead: each window is a core of ``chun
 and only the core's outputs are kept. Attention beyond the context is cut, so the result differs slightly from
 the one-shot computation (measured in ``tests/test_audio_long.py``). Songs up to the threshold take the exact
 official one-shot path.
+
+The conv feature encoder is always run in pieces of ``conv_chunk_frames`` (30 s) when the song is longer: that
+is exact (see ``wav2vec.conv_features``) and keeps its 512-channel first-layer activations small.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class LongAudioPolicy:
     max_one_shot_frames: int = 3000  # 2 minutes: up to here the result is the official one-shot computation
     chunk_frames: int = 1500  # 60 s kept per transformer window
     context_frames: int = 250  # 10 s of extra context each side of a window
-    conv_chunk_frames: int = 6000  # 50 Hz conv frames per piece of the (exact) chunked conv encoder
+    conv_chunk_frames: int = 1500  # 50 Hz conv frames (30 s) per piece of the exact chunked conv encoder
 
     def __post_init__(self) -> None:
         if min(self.max_one_shot_frames, self.chunk_frames, self.conv_chunk_frames) < 1 or self.context_frames < 0:

@@ -125,10 +125,9 @@ def encode_audio(
     audio_length = frame_count(waveform.shape[0], WAV2VEC_SAMPLE_RATE, fps)
     values, frames = pad_to_clip_length(values, audio_length, clip_length, samples_per_frame)
     values = values[None]
-    long_song = policy.is_long(frames)
-    conv = conv_features(model, values, policy.conv_chunk_frames if long_song else None)
+    conv = conv_features(model, values, policy.conv_chunk_frames)
     projected, _ = model.feature_projection(interpolate_to_frames(conv, frames))
-    if long_song:
+    if policy.is_long(frames):
         hidden_states = chunked_hidden_states(model, projected, policy)
     else:
         hidden_states = encoder_hidden_states(model, projected)
