@@ -416,6 +416,17 @@ class ComfyServer:
             time.sleep(poll)
         raise HostError(f"prompt {prompt_id} did not finish within {timeout:.0f} s")
 
+    def running_prompt_ids(self) -> list[str]:
+        return [entry[1] for entry in self.get("/queue").get("queue_running", [])]
+
+    def wait_until_running(self, prompt_id: str, timeout: float = 60.0, poll: float = 0.05) -> None:
+        """Block until ``prompt_id`` is the prompt the server is executing."""
+        deadline = time.monotonic() + timeout
+        while prompt_id not in self.running_prompt_ids():
+            if time.monotonic() > deadline:
+                raise HostError(f"prompt {prompt_id} did not start within {timeout:.0f} s")
+            time.sleep(poll)
+
     def run(self, prompt: dict, timeout: float = 120.0) -> PromptOutcome:
         return self.wait(self.submit(prompt), timeout)
 

@@ -83,3 +83,17 @@ def _tiny_core_prompt() -> Prompt:
     image = prompt.add("EmptyImage", width=8, height=8, batch_size=1, color=0)
     prompt.add("PreviewImage", images=Prompt.out(image))
     return prompt
+
+
+def test_interrupt_stops_a_running_prompt(comfy_server):
+    prompt = Prompt()
+    image = prompt.add("EmptyImage", width=512, height=512, batch_size=1, color=0x808080)
+    for _ in range(40):  # long enough that it is still running when interrupted
+        image = prompt.add("ImageBlur", image=Prompt.out(image), blur_radius=31, sigma=10.0)
+    prompt.add("PreviewImage", images=Prompt.out(image))
+    prompt_id = comfy_server.submit(prompt.api())
+    comfy_server.wait_until_running(prompt_id)
+    comfy_server.interrupt()
+    outcome = comfy_server.wait(prompt_id, timeout=60)
+    assert outcome.status == "interrupted"
+    assert comfy_server.alive()
