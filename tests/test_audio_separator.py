@@ -9,7 +9,7 @@ import torch
 
 from singer_core.audio.separator import MdxParams, MdxSeparator, separate_vocals
 from singer_core.audio.waveform import prepare_waveform, read_audio_file, resample
-from singer_core.errors import InputError, ModelFileMissingError
+from singer_core.errors import CheckpointError, InputError, ModelFileMissingError
 from tests.conftest import DATA
 from tests.tiny_models.separator import lowpass_mask, write_tiny_mdx_onnx
 
@@ -95,3 +95,21 @@ def test_errors(tmp_path, song):
     sep = MdxSeparator(write_tiny_mdx_onnx(tmp_path / "id.onnx", dim_t=32))
     with pytest.raises(InputError, match="3 channels"):
         separate_vocals(torch.zeros(3, 1000), 44100, sep)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(CheckpointError, match="not a readable ONNX"):
+        MdxSeparator(broken)
+
+
+def test_a_model_of_another_shape_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 16])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 2, 16])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "other", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    with pytest.raises(CheckpointError, match="Not an MDX-Net model"):
+        MdxSeparator(tmp_path / "other.onnx")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from singer_core.audio.waveform import as_channels_first, resample, to_unit_range
-from singer_core.errors import InputError, ModelFileMissingError
+from singer_core.errors import CheckpointError, InputError, ModelFileMissingError
 
 SEPARATOR_HINT = (
     "Put Kim_Vocal_2.onnx (UVR MDX-Net vocal model, as used by audio-separator) in ComfyUI/models/audio_separator/ "
@@ -63,7 +63,10 @@ class MdxSeparator:
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
             raise ModelFileMissingError(f"Vocal separation model not found: {onnx_path}. {SEPARATOR_HINT}")
-        self.session = ort.InferenceSession(str(onnx_path), providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), providers=providers or ["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own unexported exception types
+            raise CheckpointError(f"{onnx_path} is not a readable ONNX model ({error}). {SEPARATOR_HINT}") from error
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.params = _params_from_shape(params or MdxParams(), model_input.shape)
@@ -74,11 +77,11 @@ class MdxSeparator:
 
 def _params_from_shape(params: MdxParams, shape: list) -> MdxParams:
     if len(shape) != 4 or shape[1] not in (4, "4"):
-        raise InputError(f"Not an MDX-Net model: input shape {shape}, expected [batch, 4, dim_f, dim_t].")
+        raise CheckpointError(f"Not an MDX-Net model: input shape {shape}, expected [batch, 4, dim_f, dim_t].")
     dim_f = shape[2] if isinstance(shape[2], int) else params.dim_f
     dim_t = shape[3] if isinstance(shape[3], int) else params.dim_t
     if dim_f > params.n_fft // 2 + 1:
-        raise InputError(f"MDX model has {dim_f} frequency bins, more than n_fft={params.n_fft} gives.")
+        raise CheckpointError(f"MDX model has {dim_f} frequency bins, more than n_fft={params.n_fft} gives.")
     return replace(params, dim_f=dim_f, dim_t=dim_t)
 
 
