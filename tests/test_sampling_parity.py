@@ -80,3 +80,25 @@ def test_rejects_mismatched_audio(net, io) -> None:
     clip.audio_tokens = clip.audio_tokens[:, :2]
     with pytest.raises(InputError, match="audio covers 2 frames"):
         sample_clip(net, clip, _options(io))
+
+
+def test_non_square_latents(net) -> None:
+    """Any h x w (multiple of 8 here): the audio and motion paths use the real (h, w), not sqrt(hw)."""
+    generator = torch.Generator().manual_seed(0)
+    frames, height, width = 2, 16, 24
+    levels = [(height >> i) * (width >> i) for i in range(4)]
+
+    def pyramid() -> list[torch.Tensor]:
+        return [torch.rand(frames, hw, generator=generator).round() for hw in levels]
+
+    clip = ClipInputs(
+        ref_latents=torch.randn(3, 4, height, width, generator=generator),
+        face_embedding=torch.randn(1, 512, generator=generator),
+        face_region=torch.rand(1, 3, 8 * height, 8 * width, generator=generator),
+        masks=MaskPyramid(pyramid(), pyramid(), pyramid()),
+        audio_tokens=torch.randn(1, frames, 32, 40, generator=generator),
+        noise=torch.randn(1, 4, frames, height, width, generator=generator),
+    )
+    latents = sample_clip(net, clip, SamplingOptions(steps=1))
+    assert latents.shape == (1, 4, frames, height, width)
+    assert torch.isfinite(latents).all()

@@ -34,8 +34,16 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch
     return out.reshape(*lead, *out.shape[-2:])
 
 
+def project_qkv(attn: Attention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Self-attention projections of ``x`` in one matrix product (the projections have no bias)."""
+    weight = torch.cat([attn.to_q.weight, attn.to_k.weight, attn.to_v.weight])
+    return F.linear(x, weight).chunk(3, dim=-1)
+
+
 def attention(attn: Attention, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
     """Plain (self- or cross-) attention of ``x [..., L, C]`` over ``context`` (default ``x``)."""
-    context = x if context is None else context
-    out = sdpa(attn.to_q(x), attn.to_k(context), attn.to_v(context), attn.heads)
-    return attn.to_out[0](out)
+    if context is None:
+        q, k, v = project_qkv(attn, x)
+    else:
+        q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)
+    return attn.to_out[0](sdpa(q, k, v, attn.heads))

@@ -69,4 +69,4 @@ class AudioAttentionModule(nn.Module):
     ) -> torch.Tensor:
         tokens = conv1x1_to_tokens(self.proj_in, self.norm(x))
         tokens = self.transformer_blocks[0](tokens, audio, masks, motion_scale)
-        return conv1x1_from_tokens(self.proj_out, tokens, *x.shape[-2:]) + x
+        return x + conv1x1_from_tokens(self.proj_out, tokens, *x.shape[-2:])

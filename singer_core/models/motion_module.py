@@ -59,10 +59,10 @@ class TemporalTransformerBlock(nn.Module):
         last = len(self.attention_blocks) - 1
         for i, (attn, norm) in enumerate(zip(self.attention_blocks, self.norms, strict=True)):
             normed = norm(x) + attn.pos_encoder.pe[0, :frames]
-            query = normed
             if i == last and drop_leading:
-                query, x = normed[:, :, drop_leading:], x[:, :, drop_leading:]
-            x = attention(attn, query, normed) + x
+                x = attention(attn, normed[:, :, drop_leading:], normed) + x[:, :, drop_leading:]
+            else:
+                x = attention(attn, normed) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -99,7 +99,7 @@ class TemporalTransformer(nn.Module):
         for i, block in enumerate(self.transformer_blocks):
             tokens = block(tokens, n_motion if i == last else 0)
         out = self.proj_out(tokens)  # [b, hw, f, C]
-        return x + out.permute(0, 2, 3, 1).reshape(x.shape)
+        return (x.unflatten(0, (batch, -1)).flatten(3) + out.permute(0, 2, 3, 1)).view(x.shape)
 
 
 class VanillaTemporalModule(nn.Module):

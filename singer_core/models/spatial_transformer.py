@@ -13,7 +13,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from singer_core.models.attention_ops import attention, sdpa
+from singer_core.models.attention_ops import attention, project_qkv, sdpa
 from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens
 
 
@@ -56,7 +56,7 @@ class ReferenceTransformerBlock(nn.Module):
         """
         attn = self.attn1
         normed = self.norm1(x)
-        q, k, v = attn.to_q(normed), attn.to_k(normed), attn.to_v(normed)
+        q, k, v = project_qkv(attn, normed)
         uncond = sdpa(q[:frames], k[:frames], v[:frames], attn.heads)
         pick = (torch.arange(frames, device=x.device) + frames) % 2
         k_ref, v_ref = attn.to_k(ref)[pick], attn.to_v(ref)[pick]
@@ -90,7 +90,7 @@ class SpatialTransformer(nn.Module):
         return conv1x1_to_tokens(self.proj_in, self.norm(x))
 
     def output(self, tokens: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return conv1x1_from_tokens(self.proj_out, tokens, *residual.shape[-2:]) + residual
+        return residual + conv1x1_from_tokens(self.proj_out, tokens, *residual.shape[-2:])
 
     def forward_write(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the output map and the block's ``norm1`` tokens (for the bank)."""
