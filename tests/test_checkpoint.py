@@ -22,6 +22,7 @@ from singer_core.checkpoint import (
     unwrap_state_dict,
 )
 from singer_core.config import NetConfig
+from singer_core.convert import main as convert_main
 from singer_core.errors import CheckpointError, ModelFileMissingError
 from singer_core.models.sfm import SpectralFilterModule
 from tests.conftest import FIXTURES, fixture_io, fixture_json, fixture_weights
@@ -46,10 +47,17 @@ def _manifest_shapes(name: str) -> dict[str, tuple[int, ...]]:
     return {key: tuple(shape) for key, shape, _ in fixture_json(name)["keys"]}
 
 
-def _convert(*args: str) -> subprocess.CompletedProcess:
+def _convert_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "singer_core.convert", *args], cwd=REPO, capture_output=True, text=True, timeout=300
     )
+
+
+def _convert(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The converter's ``main`` in-process (the CLI itself is exercised once, by subprocess)."""
+    returncode = convert_main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, returncode, captured.out, captured.err)
 
 
 # --- key analysis -----------------------------------------------------------------------------------
@@ -171,10 +179,11 @@ def _assert_net_holds(net: torch.nn.Module, state_dict: dict[str, torch.Tensor],
 
 
 @pytest.mark.parametrize("kind", ["singer", "hallo"])
-def test_pth_to_safetensors_round_trip_via_cli(tmp_path, kind):
+def test_pth_to_safetensors_round_trip(tmp_path, capsys, kind):
     pth = write_tiny_singer_checkpoint(tmp_path / "net.pth", kind=kind, fmt="pth")
     out = tmp_path / "converted" / "net.safetensors"
-    result = _convert(str(pth), str(out), "--config", str(FIXTURES / "net_tiny.json"))
+    args = (str(pth), str(out), "--config", str(FIXTURES / "net_tiny.json"))
+    result = _convert_cli(*args) if kind == "singer" else _convert(capsys, *args)
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stdout and f"{kind} net" in result.stdout
     with safe_open(str(out), framework="pt") as handle:
@@ -183,10 +192,10 @@ def test_pth_to_safetensors_round_trip_via_cli(tmp_path, kind):
     _assert_net_holds(load_net(out), tiny_net_state_dict(kind), torch.float32)
 
 
-def test_converter_dtype_and_load_dtype(tmp_path):
+def test_converter_dtype_and_load_dtype(tmp_path, capsys):
     source = write_tiny_singer_checkpoint(tmp_path / "net.safetensors")
     out = tmp_path / "net_fp16.safetensors"
-    result = _convert(str(source), str(out), "--dtype", "fp16")
+    result = _convert(capsys, str(source), str(out), "--dtype", "fp16")
     assert result.returncode == 0, result.stderr
     assert all(t.dtype == torch.float16 for t in load_file(str(out)).values())
     half = {k: v.half() for k, v in tiny_net_state_dict().items()}
@@ -194,10 +203,10 @@ def test_converter_dtype_and_load_dtype(tmp_path):
     _assert_net_holds(load_net(out, dtype=torch.float32), {k: v.float() for k, v in half.items()}, torch.float32)
 
 
-def test_converter_refuses_wrong_architecture(tmp_path):
+def test_converter_refuses_wrong_architecture(tmp_path, capsys):
     pth = write_tiny_singer_checkpoint(tmp_path / "net.pth", fmt="pth")
     out = tmp_path / "net.safetensors"
-    result = _convert(str(pth), str(out))  # no --config: full-size architecture assumed
+    result = _convert(capsys, str(pth), str(out))  # no --config: full-size architecture assumed
     assert result.returncode == 1 and not out.exists()
     assert "does not match the SINGER net architecture" in result.stderr and "--config" in result.stderr
 
