@@ -65,14 +65,19 @@ def test_pipeline_matches_official(net, io, vae) -> None:
     assert_close(decode_video(vae, latents), io["output.videos"], UNET_ATOL, "output.videos")
 
 
-def test_cancel_check_stops_before_the_next_step(net, io) -> None:
-    steps = []
+def test_cancel_check_runs_before_every_step(net, io) -> None:
+    steps, checks = [], []
+
+    def cancel() -> bool:
+        checks.append(len(steps))
+        return True
+
     with pytest.raises(CancelledError):
         sample_clip(
             net, _clip(io, io["internal.ref_image_latents_scaled"]), _options(io),
-            callback=lambda i, n, x: steps.append(i), cancel=lambda: len(steps) >= 1,
+            callback=lambda i, n, x: steps.append(i), cancel=cancel,
         )
-    assert steps == [1]
+    assert checks == [0] and steps == []
 
 
 def test_rejects_mismatched_audio(net, io) -> None:

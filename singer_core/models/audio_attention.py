@@ -10,11 +10,12 @@ tokens, each gated by the full / face / lip mask of the block's level, passed th
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from singer_core.models.attention_ops import attention
+from singer_core.models.attention_ops import attention, sdpa
 from singer_core.models.conditions import RegionMasks
 from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens, conv1x1_tokens
 
@@ -39,12 +40,21 @@ class AudioTransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """``x [(b f), hw, dim]``, ``audio [(b f), tokens, audio_dim]``."""
         x = attention(self.attn1, self.norm1(x)) + x
-        normed = self.norm2(x)
-        full = conv1x1_tokens(self.zero_conv_full, attention(self.attn2_0, normed, audio) * masks.full)
-        face = conv1x1_tokens(self.zero_conv_face, attention(self.attn2_1, normed, audio) * masks.face)
-        lip = conv1x1_tokens(self.zero_conv_lip, attention(self.attn2_2, normed, audio) * masks.lip)
+        full, face, lip = self.audio_cross_attention(self.norm2(x), audio)
+        full = conv1x1_tokens(self.zero_conv_full, full * masks.full)
+        face = conv1x1_tokens(self.zero_conv_face, face * masks.face)
+        lip = conv1x1_tokens(self.zero_conv_lip, lip * masks.lip)
         x = motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip + x
         return self.ff(self.norm3(x)) + x
+
+    def audio_cross_attention(self, x: torch.Tensor, audio: torch.Tensor) -> list[torch.Tensor]:
+        """``attn2_0/1/2`` (full, face, lip) at once: their heads side by side in one SDPA call."""
+        branches = (self.attn2_0, self.attn2_1, self.attn2_2)
+        q = F.linear(x, torch.cat([a.to_q.weight for a in branches]))
+        k = F.linear(audio, torch.cat([a.to_k.weight for a in branches]))
+        v = F.linear(audio, torch.cat([a.to_v.weight for a in branches]))
+        outs = sdpa(q, k, v, 3 * self.attn2_0.heads).chunk(3, dim=-1)
+        return [a.to_out[0](out) for a, out in zip(branches, outs, strict=True)]
 
 
 class AudioAttentionModule(nn.Module):
