@@ -69,18 +69,19 @@ class ClipInputs:
 
 @dataclass
 class SamplingOptions:
+    """``guidance_scale <= 1`` runs without classifier-free guidance (official ``do_classifier_free_guidance``)."""
+
     steps: int = 40
     guidance_scale: float = 3.5
     motion_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     eta: float = 0.0
 
+    @property
+    def cfg(self) -> bool:
+        return self.guidance_scale > 1.0
+
 
 def _check(clip: ClipInputs, options: SamplingOptions) -> None:
-    if options.guidance_scale <= 1.0:
-        raise InputError(
-            f"guidance scale must be above 1 (got {options.guidance_scale}); SINGER always uses classifier-free "
-            "guidance, the official default is 3.5."
-        )
     if options.steps < 1:
         raise InputError(f"steps must be at least 1 (got {options.steps}).")
     frames, (height, width) = clip.noise.shape[2], clip.noise.shape[-2:]
@@ -93,19 +94,22 @@ def _check(clip: ClipInputs, options: SamplingOptions) -> None:
 
 
 @torch.no_grad()
-def clip_conditions(net: SingerNet, clip: ClipInputs, latents: torch.Tensor, motion_scale) -> DenoiseConditions:
-    """Per-clip conditioning in the CFG layout [uncond, cond]; ``latents`` are the initial ones (MSM input)."""
-    embedding = clip.face_embedding
-    image_tokens = torch.cat([net.imageproj(torch.zeros_like(embedding)), net.imageproj(embedding)])
+def clip_conditions(
+    net: SingerNet, clip: ClipInputs, latents: torch.Tensor, motion_scale, cfg: bool = True
+) -> DenoiseConditions:
+    """Per-clip conditioning, CFG layout [uncond, cond] (cond only when ``cfg`` is False);
+    ``latents`` are the initial ones (MSM input)."""
+    cond_tokens = net.imageproj(clip.face_embedding)
+    uncond_tokens = net.imageproj(torch.zeros_like(clip.face_embedding)) if cfg else None
     audio = clip.audio_tokens
     if net.audioembed is not None:
         audio = net.audioembed(audio, latents)
     face_features = net.face_locator(clip.face_region[:, :, None])  # one frame: same region in every frame
-    bank = net.reference_unet.write_bank(clip.ref_latents, image_tokens[:1], image_tokens[1:])
+    bank = net.reference_unet.write_bank(clip.ref_latents, uncond_tokens, cond_tokens)
     return DenoiseConditions(
         bank=bank,
-        image_tokens=image_tokens,
-        audio_tokens=torch.cat([torch.zeros_like(audio), audio]),
+        image_tokens=torch.cat([uncond_tokens, cond_tokens]) if cfg else cond_tokens,
+        audio_tokens=torch.cat([torch.zeros_like(audio), audio]) if cfg else audio,
         face_features=face_features,
         masks=clip.masks,
         motion_scale=tuple(float(s) for s in motion_scale),
@@ -114,11 +118,15 @@ def clip_conditions(net: SingerNet, clip: ClipInputs, latents: torch.Tensor, mot
 
 @torch.no_grad()
 def predict_noise(net: SingerNet, latents: torch.Tensor, timestep, conditions: DenoiseConditions) -> torch.Tensor:
-    """Denoising UNet on the CFG pair: ``[1, 4, f, h, w] -> [2, 4, f, h, w]`` ([uncond, cond])."""
-    return net.denoising_unet(torch.cat([latents, latents]), timestep, conditions)
+    """Denoising UNet on ``[1, 4, f, h, w]`` latents -> ``[halves, 4, f, h, w]`` ([uncond, cond] with CFG)."""
+    halves = conditions.image_tokens.shape[0]
+    return net.denoising_unet(latents.expand(halves, *latents.shape[1:]), timestep, conditions)
 
 
 def guide(prediction: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Classifier-free guidance of an [uncond, cond] prediction (a lone cond prediction passes through)."""
+    if prediction.shape[0] == 1:
+        return prediction
     uncond, cond = prediction.chunk(2)
     return uncond + guidance_scale * (cond - uncond)
 
@@ -145,7 +153,7 @@ def sample_clip(
     scheduler = scheduler or official_scheduler()
     scheduler.set_timesteps(options.steps, device=clip.noise.device)
     latents = clip.noise * scheduler.init_noise_sigma
-    conditions = clip_conditions(net, clip, latents, options.motion_scale)
+    conditions = clip_conditions(net, clip, latents, options.motion_scale, options.cfg)
     step_kwargs = {"eta": options.eta, "generator": generator} if isinstance(scheduler, DDIMScheduler) else {}
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):

@@ -110,3 +110,21 @@ def test_eval_branch_is_not_what_we_compute(step, io) -> None:
     """Guards quirk 1: the official path is the train-mode branch, far from the eval branch."""
     gap = (step[2] - io["alt.noise_pred_eval_mode_branch"]).abs().max().item()
     assert gap > 0.1
+
+
+def test_without_cfg_conditional_half_only(net, io, step) -> None:
+    """Official no-CFG path: the write pass conditions every row on the face tokens, one half is read."""
+    _, cfg_conditions, _, _ = step
+    tokens = cfg_conditions.image_tokens
+    bank = net.reference_unet.write_bank(io["input.ref_image_latents"], None, tokens[1:])
+    assert bank.halves == 1
+    for path, rows in bank.features.items():
+        cfg_rows = cfg_conditions.bank.features[path][1]  # [ref: c, motion 1: u, motion 2: c] with 2 motion frames
+        assert_close(rows[0, 0::2], cfg_rows[0::2], 2e-3, f"{path} rows conditioned on the face tokens")
+    conditions = type(cfg_conditions)(
+        bank, tokens[1:], cfg_conditions.audio_tokens[1:], cfg_conditions.face_features, cfg_conditions.masks
+    )
+    prediction = predict_noise(net, io["input.latents"], io["input.timestep"], conditions)
+    assert prediction.shape == (1, *io["input.latents"].shape[1:])
+    assert torch.isfinite(prediction).all()
+    assert torch.equal(guide(prediction, 3.5), prediction)

@@ -1,4 +1,5 @@
-"""Typed conditioning of the denoising UNet for one clip (CFG layout [uncond, cond], quirk 10)."""
+"""Typed conditioning of the denoising UNet for one clip (CFG layout [uncond, cond], quirk 10;
+a single conditional half without classifier-free guidance)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ class DenoiseConditions:
     """Everything the denoising UNet reads besides the noisy latents and the timestep.
 
     * ``bank``: reference features of this clip (``ReferenceUNet2D.write_bank``).
-    * ``image_tokens`` ``[2, T, C]``: ``[imageproj(zeros), imageproj(face_emb)]``.
-    * ``audio_tokens`` ``[2, f, tokens, A]``: ``[zeros, msm(audioproj(...))]``.
+    * ``image_tokens`` ``[2, T, C]``: ``[imageproj(zeros), imageproj(face_emb)]`` (``[1, T, C]``
+      without CFG: the conditional half only; the number of halves is taken from here).
+    * ``audio_tokens`` ``[2, f, tokens, A]``: ``[zeros, msm(audioproj(...))]`` (``[1, ...]`` without CFG).
     * ``face_features`` ``[1, C0, 1 or f, h, w]``: face-locator output, added to the
       conditional half after ``conv_in`` (the unconditional half gets zeros, i.e. nothing).
     * ``masks``: region masks; ``motion_scale``: weights of the full / face / lip audio paths.

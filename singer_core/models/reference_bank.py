@@ -21,24 +21,25 @@ class ReferenceBank:
 
     Paths are the module paths shared by both UNets, e.g.
     ``"down_blocks.0.attentions.0.transformer_blocks.0"``. Each entry is
-    ``[2, 1 + n_motion, hw, c]``: per CFG half ([uncond, cond] rows of the official write
-    batch), the reference image followed by the motion frames.
+    ``[halves, 1 + n_motion, hw, c]``: per CFG half ([uncond, cond] rows of the official write
+    batch; one half without CFG), the reference image followed by the motion frames.
     """
 
+    halves: int = 2
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def write(self, path: str, rows: torch.Tensor) -> None:
-        """``rows`` ``[2 (1 + n_motion), hw, c]`` in the official write-batch order."""
-        self.features[path] = rows.to(BANK_DTYPE).unflatten(0, (2, -1))
+        """``rows`` ``[halves (1 + n_motion), hw, c]`` in the official write-batch order."""
+        self.features[path] = rows.to(BANK_DTYPE).unflatten(0, (self.halves, -1))
 
     @property
     def n_motion(self) -> int:
         return next(iter(self.features.values())).shape[1] - 1 if self.features else 0
 
     def ref_tokens(self, path: str, dtype: torch.dtype) -> torch.Tensor:
-        """Reference-image tokens of both halves ``[2, hw, c]``."""
+        """Reference-image tokens of each half ``[halves, hw, c]``."""
         return self.features[path][:, 0].to(dtype)
 
     def motion_tokens(self, path: str, dtype: torch.dtype) -> torch.Tensor:
-        """Motion-frame tokens ``[2, n_motion, hw, c]``."""
+        """Motion-frame tokens ``[halves, n_motion, hw, c]``."""
         return self.features[path][:, 1:].to(dtype)

@@ -144,18 +144,22 @@ class ReferenceUNet2D(nn.Module):
 
     @torch.no_grad()
     def write_bank(
-        self, ref_latents: torch.Tensor, uncond_tokens: torch.Tensor, cond_tokens: torch.Tensor
+        self, ref_latents: torch.Tensor, uncond_tokens: torch.Tensor | None, cond_tokens: torch.Tensor
     ) -> ReferenceBank:
-        """Write pass of the official CFG pipeline.
+        """Write pass of the official pipeline.
 
         ``ref_latents`` ``[1 + n_motion, 4, h, w]`` = [reference, motion frames...] (scaled
         latents); ``uncond_tokens`` / ``cond_tokens`` ``[1, T, C]`` are the image-projection
-        tokens. The official pass runs ``[ref, m..., ref, m...]`` with the conditions
-        ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half).
+        tokens. With CFG the official pass runs ``[ref, m..., ref, m...]`` with the conditions
+        ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half). Without CFG
+        (``uncond_tokens=None``) it runs ``[ref, m...]``, all with the face tokens.
         """
-        rows = ref_latents.repeat(2, 1, 1, 1)
-        context = torch.cat([uncond_tokens, cond_tokens]).repeat(rows.shape[0] // 2, 1, 1)
-        bank = ReferenceBank()
+        if uncond_tokens is None:
+            rows, tokens = ref_latents, cond_tokens
+        else:
+            rows, tokens = ref_latents.repeat(2, 1, 1, 1), torch.cat([uncond_tokens, cond_tokens])
+        context = tokens.repeat(rows.shape[0] // tokens.shape[0], 1, 1)
+        bank = ReferenceBank(halves=rows.shape[0] // ref_latents.shape[0])
         self.run(rows, context, bank.write)
         return bank
 

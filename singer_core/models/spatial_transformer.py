@@ -46,24 +46,26 @@ class ReferenceTransformerBlock(nn.Module):
     def forward_read(
         self, x: torch.Tensor, context: torch.Tensor, ref: torch.Tensor, frames: int
     ) -> torch.Tensor:
-        """``x`` is ``[(2 f), hw, c]`` in [uncond, cond] order; ``ref`` is ``[2, hw, c]`` (per half).
+        """``x`` is ``[(halves f), hw, c]`` ([uncond, cond] or just cond); ``ref`` is ``[halves, hw, c]``.
 
-        The unconditional half runs plain self-attention. The conditional half's keys/values
-        are its own tokens followed by reference tokens; the official reader tiles the two
-        halves' reference rows over the ``(b f)`` batch, so row ``r`` gets half ``r % 2``'s
-        reference: conditional frame ``j`` reads half ``(f + j) % 2``. Reference keys/values
-        are projected once and shared by the frames.
+        With CFG the unconditional half runs plain self-attention. The conditional frames' keys/
+        values are their own tokens followed by reference tokens; the official reader tiles the
+        halves' reference rows over the ``(b f)`` batch, so row ``r`` reads half ``r % halves``:
+        with CFG, conditional frame ``j`` reads half ``(f + j) % 2``. Reference keys/values are
+        projected once and shared by the frames.
         """
         attn = self.attn1
-        normed = self.norm1(x)
-        q, k, v = project_qkv(attn, normed)
-        uncond = sdpa(q[:frames], k[:frames], v[:frames], attn.heads)
-        pick = (torch.arange(frames, device=x.device) + frames) % 2
+        halves = x.shape[0] // frames
+        q, k, v = project_qkv(attn, self.norm1(x))
+        start = (halves - 1) * frames  # first conditional row
+        pick = torch.arange(start, start + frames, device=x.device) % halves
         k_ref, v_ref = attn.to_k(ref)[pick], attn.to_v(ref)[pick]
-        cond = sdpa(
-            q[frames:], torch.cat([k[frames:], k_ref], dim=1), torch.cat([v[frames:], v_ref], dim=1), attn.heads
+        out = sdpa(
+            q[start:], torch.cat([k[start:], k_ref], dim=1), torch.cat([v[start:], v_ref], dim=1), attn.heads
         )
-        x = attn.to_out[0](torch.cat([uncond, cond])) + x
+        if start:
+            out = torch.cat([sdpa(q[:start], k[:start], v[:start], attn.heads), out])
+        x = attn.to_out[0](out) + x
         return self.finish(x, context)
 
 

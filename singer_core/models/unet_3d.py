@@ -2,7 +2,7 @@
 
 Frames are folded into the batch for the whole network (``[(b f), C, h, w]``): every
 official "inflated" layer is per frame, and only the motion modules look across frames.
-The batch is the CFG pair ``[uncond, cond]``.
+The batch is the CFG pair ``[uncond, cond]`` (or the conditional half alone without CFG).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class DenoisingUNet3D(nn.Module):
         return emb.repeat_interleave(frames, dim=0)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int, cond: DenoiseConditions) -> torch.Tensor:
-        """``sample [2, C, f, h, w]`` (CFG pair) -> noise / v prediction of the same shape."""
+        """``sample [2, C, f, h, w]`` (CFG pair [uncond, cond]; ``[1, ...]`` without CFG) -> prediction."""
         batch, _, frames, height, width = sample.shape
         fc = FrameConditions.build(cond, frames, self.spec.depth, sample.dtype)
         temb = self.time_embed(timestep, batch, frames, sample)
