@@ -7,6 +7,7 @@ import torch
 
 from singer_core.config import NetConfig
 from singer_core.conformance.common import MODULE_ATOL, UNET_ATOL
+from singer_core.errors import InputError
 from singer_core.models.conditions import MaskPyramid
 from singer_core.net import SingerNet
 from singer_core.sampling import ClipInputs, clip_conditions, guide, official_scheduler, predict_noise
@@ -128,3 +129,13 @@ def test_without_cfg_conditional_half_only(net, io, step) -> None:
     assert prediction.shape == (1, *io["input.latents"].shape[1:])
     assert torch.isfinite(prediction).all()
     assert torch.equal(guide(prediction, 3.5), prediction)
+
+
+def test_mask_of_wrong_size_is_named(net, io, step) -> None:
+    conditions = step[1]
+    bad = MaskPyramid(conditions.masks.full, conditions.masks.face[:2] + [conditions.masks.face[3]] * 2,
+                      conditions.masks.lip)
+    wrong = type(conditions)(conditions.bank, conditions.image_tokens, conditions.audio_tokens,
+                             conditions.face_features, bad)
+    with pytest.raises(InputError, match="face mask at level 2"):
+        predict_noise(net, io["input.latents"], io["input.timestep"], wrong)

@@ -7,10 +7,13 @@ The batch is the CFG pair ``[uncond, cond]`` (or the conditional half alone with
 
 from __future__ import annotations
 
+import math
+
 import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
+from singer_core.errors import InputError
 from singer_core.models.conditions import DenoiseConditions, FrameConditions
 from singer_core.models.sfm import SpectralFilterModule
 from singer_core.models.unet_3d_blocks import DenoiseDownBlock, DenoiseMidBlock, DenoiseUpBlock
@@ -48,6 +51,7 @@ class DenoisingUNet3D(nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int, cond: DenoiseConditions) -> torch.Tensor:
         """``sample [2, C, f, h, w]`` (CFG pair [uncond, cond]; ``[1, ...]`` without CFG) -> prediction."""
+        self._check_inputs(sample, cond)
         batch, _, frames, height, width = sample.shape
         fc = FrameConditions.build(cond, frames, self.spec.depth, sample.dtype)
         temb = self.time_embed(timestep, batch, frames, sample)
@@ -66,6 +70,32 @@ class DenoisingUNet3D(nn.Module):
             x = block(x, block_skips, temb, fc, upsample_size)
         x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
         return x.unflatten(0, (batch, frames)).transpose(1, 2)
+
+    def _check_inputs(self, sample: torch.Tensor, cond: DenoiseConditions) -> None:
+        """Shape errors named after the input at fault, instead of a failure deep inside a block."""
+        channels = self.spec.in_channels
+        if sample.dim() != 5 or sample.shape[1] != channels:
+            raise InputError(f"Latents must be [batch, {channels}, frames, height, width], got {tuple(sample.shape)}.")
+        batch, _, frames, height, width = sample.shape
+        halves = cond.image_tokens.shape[0]
+        if batch != halves or cond.bank.halves != halves:
+            raise InputError(
+                f"Latent batch {batch}, image tokens {halves} and reference bank {cond.bank.halves} halves must agree "
+                "(2 with classifier-free guidance, 1 without)."
+            )
+        if tuple(cond.audio_tokens.shape[:2]) != (halves, frames):
+            raise InputError(
+                f"Audio tokens must be [{halves}, {frames}, tokens, dim] for this clip, "
+                f"got {tuple(cond.audio_tokens.shape)}."
+            )
+        for name, levels in (("full", cond.masks.full), ("face", cond.masks.face), ("lip", cond.masks.lip)):
+            for i, mask in enumerate(levels):
+                expected = (frames, math.ceil(height / 2**i) * math.ceil(width / 2**i))
+                if tuple(mask.shape) != expected:
+                    raise InputError(
+                        f"The {name} mask at level {i} must be {list(expected)} for a {height}x{width} latent "
+                        f"with {frames} frames, got {list(mask.shape)}."
+                    )
 
     @staticmethod
     def _add_face_features(x: torch.Tensor, face: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
