@@ -1,0 +1,89 @@
+"""The conformance runner CLI passes on every shared fixture case and fails on a perturbed one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+
+from singer_core.conformance.__main__ import case_kind
+from tests.conftest import FIXTURES
+
+REPO = Path(__file__).resolve().parent.parent
+MODULE_CASES = ["dwt", "msm", "sfm", "small_modules", "audio_features"]
+UNET_CASES = ["denoise_step", "pipeline"]
+
+
+def _run(*cases: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "singer_core.conformance", *map(str, cases)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "max abs error" in line]
+
+
+def _assert_all_pass(result: subprocess.CompletedProcess, names: list[str]) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = _error_lines(result.stdout)
+    assert lines and all(line.strip().startswith("ok") for line in lines), result.stdout
+    for name in names:
+        assert f"{name}.json (" in result.stdout, f"no report for {name}"
+    assert "all cases pass" in result.stdout
+
+
+def test_runner_passes_on_module_cases():
+    _assert_all_pass(_run(*(FIXTURES / f"{name}.json" for name in MODULE_CASES)), MODULE_CASES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", UNET_CASES)
+def test_runner_passes_on_unet_case(name):
+    _assert_all_pass(_run(FIXTURES / f"{name}.json"), [name])
+
+
+def test_case_kinds_detected_from_content():
+    kinds = {name: case_kind(json.loads((FIXTURES / f"{name}.json").read_text())) for name in MODULE_CASES + UNET_CASES}
+    assert kinds == {
+        "dwt": "dwt",
+        "msm": "msm",
+        "sfm": "sfm",
+        "small_modules": "small_modules",
+        "audio_features": "audio_features",
+        "denoise_step": "denoise_step",
+        "pipeline": "pipeline",
+    }
+
+
+def _copy_case(tmp_path: Path, name: str, files: list[str]) -> Path:
+    for file in [f"{name}.json", f"{name}.io.safetensors", *files]:
+        shutil.copy(FIXTURES / file, tmp_path / file)
+    return tmp_path / f"{name}.json"
+
+
+def _perturb(path: Path, key: str, amount: float) -> None:
+    tensors = load_file(str(path))
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] += amount
+    save_file(tensors, str(path))
+
+
+@pytest.mark.parametrize(("amount", "expect_rc"), [(1e-3, 1), (1e-7, 0)])
+def test_runner_fails_beyond_tolerance(tmp_path, amount, expect_rc):
+    case = _copy_case(tmp_path, "msm", ["msm.weights.safetensors"])
+    _perturb(tmp_path / "msm.io.safetensors", "output", amount)
+    result = _run(case)
+    assert result.returncode == expect_rc, result.stdout + result.stderr
+    if expect_rc:
+        assert any(line.strip().startswith("FAIL output:") for line in _error_lines(result.stdout)), result.stdout
+
