@@ -8,7 +8,6 @@ steps (``singer_core.sampling``), decoding, and the motion frames for the next c
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +22,7 @@ from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
 from singer_core.pipeline.progress import Hooks, Progress
 from singer_core.pipeline.schedulers import make_scheduler
+from singer_core.sampling import guide, predict_noise
 
 
 @dataclass
@@ -46,7 +46,7 @@ class GenerationResult:
 
 
 def _release(device: torch.device) -> None:
-    gc.collect()
+    """Return freed blocks to the GPU between stages (tensors themselves are freed by ``del``)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -186,16 +186,17 @@ def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tens
 
 
 def _sample_clip(run: _Run, conditions: DenoiseConditions, noise: torch.Tensor, on_step) -> torch.Tensor:
-    """Denoise one clip from unit ``noise`` [1, 4, f, h, w]; CFG as one batch of two."""
+    """Denoise one clip from unit ``noise`` [1, 4, f, h, w] with conditions prepared once per generation
+    (``sampling.sample_clip`` would rebuild the image tokens and face features for every clip); the
+    UNet call on the CFG pair and the guidance are ``sampling``'s."""
     options, hooks = run.options, run.hooks
     scheduler = make_scheduler(options.scheduler)
     scheduler.set_timesteps(options.steps, device=run.device)
     latents = noise * scheduler.init_noise_sigma
     for i, t in enumerate(scheduler.timesteps):
         hooks.check_cancel()
-        model_input = scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        uncond, cond = run.net.denoising_unet(model_input, t, conditions).chunk(2)
-        guided = uncond + options.guidance * (cond - uncond)
+        model_input = scheduler.scale_model_input(latents, t)
+        guided = guide(predict_noise(run.net, model_input, t, conditions), options.guidance)
         latents = scheduler.step(guided, t, latents, return_dict=False)[0]
         on_step(i + 1, len(scheduler.timesteps))
     return latents

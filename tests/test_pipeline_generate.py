@@ -1,0 +1,183 @@
+"""The generation pipeline on the tiny fixture models: official parity, long songs, every option."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from singer_core.checkpoint import load_net
+from singer_core.errors import CancelledError, InputError
+from singer_core.pipeline import AudioTokens, DiffusersVAECodec, GenerationOptions, ReferenceInputs, generate
+from tests.conftest import assert_close, fixture_io
+from tests.tiny_models.net import write_tiny_singer_checkpoint
+from tests.tiny_models.vae import tiny_vae
+
+SMALL = 64  # fast runs: latent 8x8
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    path = write_tiny_singer_checkpoint(tmp_path_factory.mktemp("net") / "net.safetensors")
+    return load_net(path)
+
+
+@pytest.fixture(scope="module")
+def io():
+    return fixture_io("pipeline")
+
+
+class RecordingCodec:
+    """The tiny VAE codec, remembering what went in and out."""
+
+    def __init__(self, batch_size: int = 1):
+        self.inner = DiffusersVAECodec(tiny_vae(), batch_size=batch_size)
+        self.downscale = self.inner.downscale
+        self.encoded: list[torch.Tensor] = []
+        self.decoded: list[torch.Tensor] = []
+
+    def encode(self, images):
+        self.encoded.append(images.detach().clone())
+        return self.inner.encode(images)
+
+    def decode(self, latents):
+        out = self.inner.decode(latents)
+        self.decoded.append(out.detach().clone())
+        return out
+
+
+def fixture_reference(io) -> ReferenceInputs:
+    return ReferenceInputs(
+        pixels=io["input.ref_image"][0, 0],
+        face_embedding=io["input.face_emb"][0],
+        face_region=io["input.face_region"][0],
+        full_mask=[io[f"input.full_mask.{i}"] for i in range(4)],
+        face_mask=[io[f"input.face_mask.{i}"] for i in range(4)],
+        lip_mask=[io[f"input.lip_mask.{i}"] for i in range(4)],
+    )
+
+
+def small_reference(io, size: int = SMALL) -> ReferenceInputs:
+    """The fixture reference resized to ``size`` (masks pooled to the smaller grids)."""
+    ref = fixture_reference(io)
+
+    def pool(mask, level):
+        side = int(mask.shape[-1] ** 0.5)
+        grid = mask[:1].view(1, 1, side, side)
+        return F.adaptive_avg_pool2d(grid, size // (8 << level)).flatten(1)
+
+    def resize(image):
+        return F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+
+    return ReferenceInputs(
+        pixels=resize(ref.pixels).clamp(-1, 1),
+        face_embedding=ref.face_embedding,
+        face_region=resize(ref.face_region),
+        full_mask=[pool(m, i) for i, m in enumerate(ref.full_mask)],
+        face_mask=[pool(m, i) for i, m in enumerate(ref.face_mask)],
+        lip_mask=[pool(m, i) for i, m in enumerate(ref.lip_mask)],
+    )
+
+
+def song(frames: int, seed: int = 0) -> AudioTokens:
+    """Random audio windows in the tiny wav2vec layout [n, 5, 4 layers, 32]."""
+    windows = torch.randn(frames, 5, 4, 32, generator=torch.manual_seed(seed))
+    return AudioTokens(windows, frames)
+
+
+def small_options(**overrides) -> GenerationOptions:
+    base = dict(width=SMALL, height=SMALL, clip_length=4, motion_frames=2, steps=1)
+    base.update(overrides)
+    return GenerationOptions(**base)
+
+
+# -- parity ----------------------------------------------------------------------------------------
+
+
+def test_first_clip_matches_the_official_pipeline(net, io):
+    """``pipeline`` fixture: official FaceAnimatePipeline, 3 DDIM steps, tiny models, seed 42."""
+    options = GenerationOptions(width=256, height=256, clip_length=4, motion_frames=2, steps=3, seed=42)
+    audio = AudioTokens(io["input.audio_windows"][0], audio_length=4)
+    result = generate(net, DiffusersVAECodec(tiny_vae()), fixture_reference(io), audio, options)
+    expected = io["output.videos"][0].permute(1, 2, 3, 0)  # [f, H, W, 3]
+    assert_close(result.frames, expected, 1e-4, "videos")
+    assert result.fps == 25
+
+
+# -- long songs ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_run(net, io):
+    """10 frames with clips of 4 -> 3 clips (the last one padded and cut)."""
+    codec, events = RecordingCodec(), []
+    result = generate(net, codec, small_reference(io), song(10), small_options(), on_progress=events.append)
+    return result, codec, events
+
+
+def test_long_song_is_cut_to_the_audio_length(long_run):
+    result, codec, _ = long_run
+    assert result.frames.shape == (10, SMALL, SMALL, 3)
+    assert [tuple(d.shape) for d in codec.decoded] == [(4, 3, SMALL, SMALL)] * 3  # one decode per clip
+    assert 0 <= result.frames.min() and result.frames.max() <= 1
+
+
+def test_later_clips_are_driven_by_the_last_decoded_frames(long_run):
+    result, codec, _ = long_run
+    assert len(codec.encoded) == 3  # the reference once, then the 2 motion frames of clips 2 and 3
+    assert codec.encoded[0].shape == (1, 3, SMALL, SMALL)
+    frames = result.frames.permute(0, 3, 1, 2)
+    assert torch.equal(codec.encoded[1], frames[2:4] * 2 - 1)
+    assert torch.equal(codec.encoded[2], frames[6:8] * 2 - 1)
+
+
+def test_progress_reports_every_step_and_clip(long_run):
+    _, _, events = long_run
+    assert [(e.kind, e.clip, e.step) for e in events] == [
+        (kind, clip, step) for clip in range(3) for kind, step in [("step", 1), ("clip", 1)]
+    ]
+    assert events[-1].fraction == 1.0 and all(e.clips == 3 and e.steps == 1 for e in events)
+
+
+def test_first_clip_does_not_depend_on_the_song_length(net, io, long_run):
+    short = generate(net, RecordingCodec(), small_reference(io), AudioTokens(song(10).windows[:4], 4), small_options())
+    assert torch.equal(short.frames, long_run[0].frames[:4])
+
+
+def test_same_seed_same_output(net, io, long_run):
+    again = generate(net, RecordingCodec(), small_reference(io), song(10), small_options())
+    assert torch.equal(again.frames, long_run[0].frames)
+
+
+def test_other_seed_other_output(net, io, long_run):
+    other = generate(net, RecordingCodec(), small_reference(io), song(10), small_options(seed=7))
+    assert (other.frames - long_run[0].frames).abs().max() > 1e-3
+
+
+# -- cancel and errors -----------------------------------------------------------------------------
+
+
+def test_cancel_stops_between_steps(net, io):
+    steps = []
+
+    def on_progress(event):
+        if event.kind == "step":
+            steps.append((event.clip, event.step))
+
+    with pytest.raises(CancelledError):
+        generate(
+            net, RecordingCodec(), small_reference(io), song(10), small_options(steps=3),
+            on_progress=on_progress, should_cancel=lambda: len(steps) >= 4,
+        )
+    assert steps == [(0, 1), (0, 2), (0, 3), (1, 1)]
+
+
+def test_reference_at_the_wrong_size_is_refused(net, io):
+    with pytest.raises(InputError, match="output size"):
+        generate(net, RecordingCodec(), fixture_reference(io), song(4), small_options())
+
+
+def test_audio_with_the_wrong_layout_is_refused(net, io):
+    with pytest.raises(InputError):
+        audio = AudioTokens(torch.randn(4, 5, 12, 768), 4)
+        generate(net, RecordingCodec(), small_reference(io), audio, small_options())
