@@ -78,6 +78,12 @@ def _perturb(path: Path, key: str, amount: float) -> None:
     save_file(tensors, str(path))
 
 
+def test_runner_reports_missing_files(tmp_path):
+    shutil.copy(FIXTURES / "sfm.json", tmp_path / "sfm.json")
+    result = _run(tmp_path / "sfm.json")
+    assert result.returncode == 1 and "a file is missing" in result.stdout and "sfm.io.safetensors" in result.stdout
+
+
 @pytest.mark.parametrize(("amount", "expect_rc"), [(1e-3, 1), (1e-7, 0)])
 def test_runner_fails_beyond_tolerance(tmp_path, amount, expect_rc):
     case = _copy_case(tmp_path, "msm", ["msm.weights.safetensors"])

@@ -83,9 +83,16 @@ def run_case(path: Path) -> bool:
     """Run one case, print one line per output, return whether all are within tolerance."""
     case = json.loads(path.read_text())
     kind = case_kind(case)
-    with torch.no_grad():
-        results = runner_for(kind)(case, path)
     print(f"{path} ({kind})")
+    try:
+        with torch.no_grad():
+            results = runner_for(kind)(case, path)
+    except FileNotFoundError as error:
+        print(f"  FAIL cannot run the case, a file is missing: {error}")
+        return False
+    except KeyError as error:
+        print(f"  FAIL cannot run the case, a tensor or JSON entry is missing: {error}")
+        return False
     for item in results:
         status = "ok  " if item.ok else "FAIL"
         shape = "" if tuple(item.actual.shape) == tuple(item.expected.shape) else (
