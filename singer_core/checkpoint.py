@@ -42,6 +42,7 @@ EXPECTED_FILE = (
     "`python -m singer_core.convert`), or Hallo's net.pth."
 )
 SHOWN_KEYS = 5
+MSM_BUFFER_KEY = "audioembed.dct_layer.weight"
 
 # (what it looks like, a key prefix or key that identifies it); checked in this order.
 _FOREIGN_SIGNATURES = (
@@ -152,8 +153,8 @@ def read_checkpoint(path: str | Path, config: NetConfig | None = None) -> Checkp
     else:
         state_dict, metadata = _read_torch(path), {}
     kind = detect_kind(state_dict, source=path.name)
-    config = config or _config_from_metadata(metadata, kind, path.name)
-    return Checkpoint(path=path, state_dict=state_dict, kind=kind, config=config_for_kind(config, kind))
+    config = config_for_kind(config or _config_from_metadata(metadata, kind, path.name), kind)
+    return Checkpoint(path=path, state_dict=state_dict, kind=kind, config=msm_sized_like(config, state_dict))
 
 
 def config_for_kind(config: NetConfig, kind: str) -> NetConfig:
@@ -161,6 +162,23 @@ def config_for_kind(config: NetConfig, kind: str) -> NetConfig:
     if kind == "hallo" and config.kind == "singer":
         return dataclasses.replace(config, msm=None, sfm=False)
     return config
+
+
+def msm_sized_like(config: NetConfig, state_dict: Mapping[str, torch.Tensor]) -> NetConfig:
+    """Take the MSM buffer's batch and frame sizes from the checkpoint.
+
+    Only the buffer's sum over those two axes matters (README section 2), and they follow
+    the training setup (quirk 6: ``train_bs`` x ``n_sample_frames`` builds [6, 4, 14, 64, 64]
+    where inference builds [1, 4, 14, 64, 64]), so any such buffer is accepted.
+    """
+    buffer = state_dict.get(MSM_BUFFER_KEY)
+    if config.msm is None or buffer is None or buffer.dim() != 5:
+        return config
+    _, _, channel, dct_h, dct_w = config.msm  # constructor order: batchsize, nframes, channel, dct_h, dct_w
+    batchsize, buffer_channel, nframes, height, width = buffer.shape
+    if (buffer_channel, height, width) != (channel, dct_h, dct_w):
+        return config  # a real mismatch: reported by the key/shape check
+    return dataclasses.replace(config, msm=[batchsize, nframes, channel, dct_h, dct_w])
 
 
 def _config_from_metadata(metadata: Mapping[str, str], kind: str, source: str) -> NetConfig:

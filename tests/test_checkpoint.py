@@ -220,6 +220,21 @@ def test_load_reports_missing_keys(tmp_path):
         load_net(path, config=tiny_net_config())
 
 
+def test_msm_buffer_of_any_batch_and_frame_size_loads(tmp_path):
+    """A training-shaped MSM buffer (quirk 6) loads; only its sum over batch and frames matters."""
+    state_dict = tiny_net_state_dict()
+    native = state_dict["audioembed.dct_layer.weight"]  # [1, 4, 3, 32, 32]
+    spread = native.sum((0, 2), keepdim=True).expand(2, -1, 5, -1, -1) / 10
+    path = tmp_path / "net.pth"
+    torch.save(dict(state_dict, **{"audioembed.dct_layer.weight": spread.contiguous()}), path)
+    net = load_net(path, config=tiny_net_config())
+    assert net.config.msm == [2, 5, 4, 32, 32]
+    audio, latents = torch.randn(1, 4, 32, 40), torch.randn(1, 4, 4, 32, 32)
+    reference = load_net(write_tiny_singer_checkpoint(tmp_path / "ref.safetensors"))
+    expected = reference.audioembed(audio, latents)
+    assert (net.audioembed(audio, latents) - expected).abs().max().item() <= 1e-5
+
+
 def test_load_wrapped_official_layout(tmp_path):
     path = tmp_path / "net.pth"
     torch.save({"module": tiny_net_state_dict()}, path)
