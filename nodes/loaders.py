@@ -6,7 +6,8 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from singer_core.errors import ModelFileMissingError
+from singer_core.checkpoint import load_net
+from singer_core.errors import InputError, ModelFileMissingError
 
 from .model_paths import SINGER
 from .payloads import SingerModel
@@ -16,7 +17,11 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def _dtype(precision: str) -> torch.dtype | None:
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    """None for 'auto' (the file's own dtype)."""
+    dtypes = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise InputError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}; pick one of those.")
+    return dtypes[precision]
 
 
 def _resolve(folder: str, name: str) -> str:
@@ -59,8 +64,7 @@ class SingerCheckpointLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
-        from singer_core.checkpoint import load_net
-
+        dtype = _dtype(precision)
         path = _resolve(SINGER.name, ckpt_name)
-        net = load_net(path, dtype=_dtype(precision))
+        net = load_net(path, dtype=dtype)
         return io.NodeOutput(SingerModel(net=net, source_path=path))

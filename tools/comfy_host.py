@@ -240,6 +240,15 @@ class HostError(RuntimeError):
     """The ComfyUI host failed to start, answer, or accept a prompt."""
 
 
+class PromptRejected(HostError):
+    """``POST /prompt`` refused the prompt (validation); ``node_errors`` maps node id -> its errors."""
+
+    def __init__(self, status: int, payload: dict):
+        super().__init__(f"prompt rejected ({status}): {json.dumps(payload, indent=1)}")
+        self.payload = payload
+        self.node_errors: dict = payload.get("node_errors", {})
+
+
 @dataclass
 class ExecutionError:
     """What ComfyUI reported for a node that raised while executing."""
@@ -395,11 +404,11 @@ class ComfyServer:
         return self.get("/object_info")
 
     def submit(self, prompt: dict) -> str:
-        """Queue an API-format prompt; return its id. A prompt that fails validation raises HostError."""
+        """Queue an API-format prompt; return its id. A prompt that fails validation raises PromptRejected."""
         body = {"prompt": prompt, "client_id": uuid.uuid4().hex}
         status, payload = self._request("POST", "/prompt", body, 30.0)
         if status != 200 or "prompt_id" not in payload:
-            raise HostError(f"prompt rejected ({status}): {json.dumps(payload, indent=1)}")
+            raise PromptRejected(status, payload)
         return payload["prompt_id"]
 
     def wait(self, prompt_id: str, timeout: float = 120.0, poll: float = 0.2) -> PromptOutcome:

@@ -6,11 +6,12 @@ import re
 
 import pytest
 
-from tests.host.harness import Prompt
+from tests.host.harness import Prompt, load_comfy_host
 
 pytestmark = pytest.mark.host
 
 PACK_MODULE = "custom_nodes.singer_comfyui"
+PromptRejected = load_comfy_host().PromptRejected
 
 
 def _pack_nodes(object_info: dict) -> dict:
@@ -28,6 +29,12 @@ def test_pack_imports_without_errors(comfy_server):
         if "singer_comfyui" in line and ("Cannot import" in line or "Error while calling comfy_entrypoint" in line)
     ]
     assert not failures, failures
+
+
+def test_pack_creates_no_model_folders(models_dir):
+    # The pack registers its folders with ComfyUI but must not create them (no test here writes these two).
+    assert not (models_dir / "wav2vec2").exists()
+    assert not (models_dir / "insightface").exists()
 
 
 def test_pack_nodes_are_listed_under_singer_with_tooltips(comfy_server):
@@ -49,6 +56,38 @@ def test_model_folders_list_files_written_after_start(comfy_server, models_dir):
     choices = info["input"]["required"]["ckpt_name"][1]["options"]
     assert "listed.safetensors" in choices
     assert "notes.txt" not in choices
+
+
+def test_invalid_prompt_is_rejected_with_node_errors(comfy_server):
+    prompt = Prompt()
+    prompt.add("SingerCheckpointLoader", precision="auto")  # ckpt_name left out
+    prompt.add("PreviewAny", source=Prompt.out("1"))
+    with pytest.raises(PromptRejected) as rejected:
+        comfy_server.submit(prompt.api())
+    assert "ckpt_name" in str(rejected.value.node_errors["1"])
+
+
+def test_missing_checkpoint_file_is_reported(run_prompt):
+    # ComfyUI 0.3.75 does not check V3 combo values against their options, so the node must.
+    prompt = Prompt()
+    loader = prompt.add("SingerCheckpointLoader", ckpt_name="no_such_file.safetensors", precision="auto")
+    prompt.add("PreviewAny", source=Prompt.out(loader))
+    outcome = run_prompt(prompt)
+    assert outcome.status == "error"
+    assert outcome.error.exception_type.endswith("ModelFileMissingError")
+    assert "no_such_file.safetensors" in outcome.error.message and "models/singer" in outcome.error.message
+
+
+def test_unknown_precision_is_refused(models_dir, run_prompt):
+    (models_dir / "singer").mkdir(exist_ok=True)
+    (models_dir / "singer" / "any.safetensors").write_bytes(b"x")
+    prompt = Prompt()
+    loader = prompt.add("SingerCheckpointLoader", ckpt_name="any.safetensors", precision="fp8")
+    prompt.add("PreviewAny", source=Prompt.out(loader))
+    outcome = run_prompt(prompt)
+    assert outcome.status == "error"
+    assert outcome.error.exception_type.endswith("InputError")
+    assert "precision" in outcome.error.message and "fp8" in outcome.error.message
 
 
 def test_core_prompt_runs(run_prompt):
@@ -97,3 +136,18 @@ def test_interrupt_stops_a_running_prompt(comfy_server):
     outcome = comfy_server.wait(prompt_id, timeout=60)
     assert outcome.status == "interrupted"
     assert comfy_server.alive()
+
+
+def test_loader_loads_a_tiny_checkpoint(models_dir, run_prompt):
+    from tests.tiny_models.net import write_tiny_singer_checkpoint
+
+    write_tiny_singer_checkpoint(models_dir / "singer" / "tiny_singer.safetensors")
+    prompt = Prompt()
+    loader = prompt.add("SingerCheckpointLoader", ckpt_name="tiny_singer.safetensors", precision="bf16")
+    preview = prompt.add("PreviewAny", source=Prompt.out(loader))
+    outcome = run_prompt(prompt)
+
+    assert outcome.status == "success", outcome.error
+    (text,) = outcome.outputs[preview]["text"]
+    assert text.startswith("SINGER net from tiny_singer.safetensors:"), text
+    assert text.endswith("bfloat16"), text
