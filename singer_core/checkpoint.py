@@ -48,8 +48,8 @@ MSM_BUFFER_KEY = "audioembed.dct_layer.weight"
 _FOREIGN_SIGNATURES = (
     ("a full Stable Diffusion checkpoint (UNet + VAE + text encoder)", "model.diffusion_model."),
     ("a Stable Diffusion VAE (original layout)", "first_stage_model."),
+    ("a UNet on its own (Stable Diffusion's, or a separate reference/denoising UNet file)", "down_blocks.0.resnets."),
     ("an AnimateDiff / Hallo motion-module checkpoint", "down_blocks.0.motion_modules."),
-    ("a Stable Diffusion / diffusers UNet on its own", "down_blocks.0.resnets.0.conv1.weight"),
     ("a VAE (diffusers AutoencoderKL)", "decoder.conv_in.weight"),
     ("a VAE (original layout)", "decoder.up.0.block.0.conv1.weight"),
     ("a wav2vec 2.0 audio model", "feature_extractor.conv_layers.0.conv.weight"),

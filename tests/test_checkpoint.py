@@ -78,6 +78,7 @@ def test_kind_detected_from_full_size_manifests():
         (["conv_in.weight", "down_blocks.0.resnets.0.conv1.weight", "time_embedding.linear_1.weight"], "UNet"),
         (["feature_extractor.conv_layers.0.conv.weight", "encoder.layers.0.attention.k_proj.weight"], "wav2vec"),
         (["down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight"], "motion-module"),
+        (["down_blocks.0.resnets.0.conv1.weight", "down_blocks.0.motion_modules.0.w"], "separate reference"),
         (["face_locator.conv_in.weight", "imageproj.proj.weight"], "unrecognised"),
     ],
 )
