@@ -417,9 +417,8 @@ class ComfyServer:
         while time.monotonic() < deadline:
             history = self.get(f"/history/{prompt_id}")
             entry = history.get(prompt_id)
-            if entry and entry.get("status", {}).get("completed") is not None:
-                if entry["status"]["completed"] or entry["status"].get("status_str") in ("success", "error"):
-                    return outcome_from_history(prompt_id, entry)
+            if entry and "status" in entry:  # ComfyUI writes history when a prompt has ended
+                return outcome_from_history(prompt_id, entry)
             if not self.alive():
                 raise HostError(f"ComfyUI died while running {prompt_id}:\n{self.log_text()}")
             time.sleep(poll)
