@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from singer_core.pipeline.model_files import ANTELOPE_FILES, SEPARATOR_FILE
+
 CHECKPOINT_EXTENSIONS = frozenset({".safetensors", ".pth", ".pt", ".ckpt", ".bin"})
 
 
@@ -27,44 +29,59 @@ class ModelFolder:
 SINGER = ModelFolder("singer", CHECKPOINT_EXTENSIONS)
 WAV2VEC2 = ModelFolder("wav2vec2", frozenset({".safetensors", ".bin"}))
 INSIGHTFACE = ModelFolder("insightface", frozenset({".onnx"}))
+AUDIO_SEPARATOR = ModelFolder("audio_separator", frozenset({".onnx"}))
 VAE = ModelFolder("vae", CHECKPOINT_EXTENSIONS)  # ComfyUI's own folder
 
-PACK_FOLDERS = (SINGER, WAV2VEC2, INSIGHTFACE)
+PACK_FOLDERS = (SINGER, WAV2VEC2, INSIGHTFACE, AUDIO_SEPARATOR)
+FACE_MODELS_SUBDIR = "models/antelopev2"  # inside the insightface folder, as singer_core.face expects
 
 
 @dataclass(frozen=True)
 class RequiredModel:
-    """A file a SINGER workflow needs: any file matching ``pattern`` in ``folder`` will do."""
+    """A model file a SINGER workflow uses: any path matching one of ``patterns`` in ``folder`` will do."""
 
     folder: ModelFolder
-    pattern: str
+    patterns: tuple[str, ...]
     suggested: str
     source: str
+    optional: bool = False
 
 
 REQUIRED_MODELS = (
     RequiredModel(
-        SINGER, "*", "singer_net.safetensors", "SINGER checkpoint net.pth from huggingface.co/yl2333/SINGER"
+        SINGER,
+        ("*.safetensors", "*.pth"),
+        "singer_net.pth",
+        "SINGER checkpoint net.pth from huggingface.co/yl2333/SINGER",
     ),
     RequiredModel(
         WAV2VEC2,
-        "*/model.safetensors",
-        "wav2vec2-base-960h/model.safetensors (+ config.json, preprocessor_config.json)",
+        ("*.safetensors", "*/config.json"),
+        "wav2vec2-base-960h/ (the Hugging Face folder: config.json, model.safetensors, preprocessor_config.json)",
         "huggingface.co/facebook/wav2vec2-base-960h",
     ),
-    RequiredModel(
-        INSIGHTFACE,
-        "**/scrfd_10g_bnkps.onnx",
-        "antelopev2/scrfd_10g_bnkps.onnx",
-        "insightface model zoo, antelopev2 pack (face detector)",
+    *(
+        RequiredModel(
+            INSIGHTFACE,
+            (f"{FACE_MODELS_SUBDIR}/{name}",),
+            f"{FACE_MODELS_SUBDIR}/{name}",
+            "insightface model zoo, antelopev2 pack",
+        )
+        for name in ANTELOPE_FILES
     ),
     RequiredModel(
-        INSIGHTFACE,
-        "**/glintr100.onnx",
-        "antelopev2/glintr100.onnx",
-        "insightface model zoo, antelopev2 pack (face embedding)",
+        VAE,
+        ("*.safetensors", "*/config.json"),
+        "sd-vae-ft-mse/ (diffusers folder) or sd-vae-ft-mse.safetensors",
+        "huggingface.co/stabilityai/sd-vae-ft-mse",
     ),
-    RequiredModel(VAE, "*", "sd-vae-ft-mse.safetensors", "huggingface.co/stabilityai/sd-vae-ft-mse"),
+    RequiredModel(
+        AUDIO_SEPARATOR,
+        (SEPARATOR_FILE,),
+        SEPARATOR_FILE,
+        "huggingface.co/huangjackson/Kim_Vocal_2 (optional: separates the voice from the music)",
+        optional=True,
+    ),
 )
 
 
@@ -89,15 +106,11 @@ def register_model_folders() -> None:
 
 
 def _has_match(folder_dir: Path, required: RequiredModel) -> bool:
-    if not folder_dir.is_dir():
-        return False
-    return any(
-        p.is_file() and p.suffix.lower() in required.folder.extensions for p in folder_dir.glob(required.pattern)
-    )
+    return folder_dir.is_dir() and any(p.is_file() for pattern in required.patterns for p in folder_dir.glob(pattern))
 
 
 def missing_models(models_dir: Path) -> list[RequiredModel]:
-    """The required models with no matching file under ``models_dir``."""
+    """The models (required and optional) with no matching file under ``models_dir``."""
     return [req for req in REQUIRED_MODELS if not _has_match(Path(models_dir) / req.folder.name, req)]
 
 
@@ -107,5 +120,6 @@ def missing_model_report(models_dir: Path) -> str:
         return "All SINGER model files are in place."
     lines = ["SINGER model files still missing (put them here):"]
     for req in missing:
-        lines.append(f"  {Path(models_dir) / req.folder.name / req.suggested}\n      from: {req.source}")
+        note = " [optional]" if req.optional else ""
+        lines.append(f"  {Path(models_dir) / req.folder.name / req.suggested}{note}\n      from: {req.source}")
     return "\n".join(lines)
