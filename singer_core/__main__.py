@@ -101,7 +101,8 @@ def _generate(args) -> int:
     audio = session.prepare_audio(files, song, rate, options, device)
     net = session.load_net(files, options, device)
     codec = session.load_codec(files, options, device, args.decode_batch, args.vae_tiling)
-    with tqdm(total=1.0, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}", desc="generating") as bar:
+    bar_format = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
+    with tqdm(total=1.0, bar_format=bar_format, desc="generating") as bar:
 
         def on_progress(event) -> None:
             bar.n = round(event.fraction, 4)

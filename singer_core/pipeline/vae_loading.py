@@ -35,15 +35,17 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu", dtype: torch.
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelFileMissingError(f"VAE folder {path} has no config.json (expected a diffusers AutoencoderKL).")
-        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(
+            str(path), local_files_only=True, low_cpu_mem_usage=False, torch_dtype=dtype
+        )
     elif path.is_file() and path.suffix == ".safetensors":
-        vae = _from_single_file(path)
+        vae = _from_single_file(path).to(dtype=dtype)
     elif path.is_file():
         raise CheckpointError(f"{path}: a single-file VAE must be a .safetensors file.")
     else:
         raise ModelFileMissingError(f"VAE not found at {path}.")
     vae.requires_grad_(False)
-    return vae.eval().to(device=device, dtype=dtype)
+    return vae.eval().to(device=device)
 
 
 def _from_single_file(path: Path) -> AutoencoderKL:
@@ -56,7 +58,10 @@ def _from_single_file(path: Path) -> AutoencoderKL:
 
         state_dict = convert_ldm_vae_checkpoint(state_dict, config)
     vae = AutoencoderKL(**config)
-    missing, unexpected = vae.load_state_dict(state_dict, strict=False)
+    try:
+        missing, unexpected = vae.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise CheckpointError(f"{path.name} does not fit the SD VAE architecture (sd-vae-ft-mse): {error}") from error
     if missing or unexpected:
         raise CheckpointError(
             f"{path.name} is not an SD VAE: {len(missing)} missing keys (e.g. {missing[:3]}), "
