@@ -179,3 +179,14 @@ def test_match_color_moves_clip_statistics_to_the_reference():
     assert (matched.mean(dim=(0, 2, 3)) - ref_mean).abs().max() < 0.02
     assert (matched.std(dim=(0, 2, 3)) - reference.std(dim=(1, 2))).abs().max() < 0.02
     assert matched.min() >= 0 and matched.max() <= 1
+
+
+# -- audio windows ---------------------------------------------------------------------------------
+
+
+def test_audio_tokens_slice_holds_the_last_window_past_the_end():
+    from singer_core.pipeline import AudioTokens
+
+    audio = AudioTokens(torch.arange(3.0).view(3, 1, 1, 1).expand(3, 5, 1, 1), audio_length=3)
+    assert audio.frames == 3
+    assert audio.window_slice(1, 5)[:, 0].flatten().tolist() == [1.0, 2.0, 2.0, 2.0]

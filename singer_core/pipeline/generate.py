@@ -27,14 +27,25 @@ from singer_core.sampling import guide, predict_noise
 
 @dataclass
 class AudioTokens:
-    """Per-frame audio windows of the song and how many frames the song really covers.
+    """Per-frame audio windows of a song, already cut into windows.
 
-    ``windows`` [n, 5, layers, hidden] (``AudioFeatures.windows``); ``audio_length`` frames are kept
-    in the output, frames past it (official zero padding) are generated and cut.
+    ``windows`` [n, 5, layers, hidden]; ``audio_length`` frames are kept in the output, frames past
+    it (official zero padding) are generated and cut. ``singer_core.audio.AudioFeatures`` has the same
+    interface (``audio_length``, ``frames``, ``window_slice``) and can be passed instead, which avoids
+    materialising every window of a long song.
     """
 
     windows: torch.Tensor
     audio_length: int
+
+    @property
+    def frames(self) -> int:
+        return self.windows.shape[0]
+
+    def window_slice(self, start: int, stop: int) -> torch.Tensor:
+        """Windows of frames ``start..stop-1``; frames past the end repeat the last window."""
+        index = torch.arange(start, stop).clamp(max=self.frames - 1)
+        return self.windows[index]
 
 
 @dataclass
@@ -78,11 +89,15 @@ class _Run:
         return self.net.reference_unet.write_bank(ref_latents, tokens[:1], tokens[1:])
 
     def audio_tokens(self, audio: AudioTokens, spans: list[ClipSpan]) -> torch.Tensor:
-        windows = audio.windows
-        needed = spans[-1].stop
-        if windows.shape[0] < needed:  # overlap may reach past the official padding: hold the last window
-            windows = torch.cat([windows, windows[-1:].expand(needed - windows.shape[0], *windows.shape[1:])])
-        return project_audio(self.net, windows[:needed], self.device, self.dtype, self.options.clip_length)
+        """Audio-projection tokens ``[n, 32, dim]`` of every frame the clips cover, kept on the CPU
+        (an overlap may reach past the official padding: those windows are clamped to the song end)."""
+        length = self.options.clip_length
+        parts = [
+            project_audio(self.net, audio.window_slice(start, min(start + length, spans[-1].stop)), self.device,
+                          self.dtype, length).cpu()
+            for start in range(0, spans[-1].stop, length)
+        ]  # fmt: skip
+        return torch.cat(parts)
 
     # -- once per clip -------------------------------------------------------------------------------
 
@@ -93,7 +108,7 @@ class _Run:
 
     def audio_embedding(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """``[2, f, 32, dim]``: [zeros, MSM(tokens, initial noise)] (quirk 6); Hallo nets skip MSM."""
-        clip_tokens = tokens[None]
+        clip_tokens = tokens[None].to(self.device)
         if getattr(self.net, "audioembed", None) is not None:
             clip_tokens = self.net.audioembed(clip_tokens, noise)
         return torch.cat([torch.zeros_like(clip_tokens), clip_tokens])
@@ -120,7 +135,7 @@ def generate(
     net,
     codec: VideoCodec,
     reference: ReferenceInputs,
-    audio: AudioTokens,
+    audio: AudioTokens,  # or singer_core.audio.AudioFeatures
     options: GenerationOptions | None = None,
     on_progress=None,
     should_cancel=None,
@@ -136,7 +151,7 @@ def generate(
     options.validate()
     reference = ReferenceInputs.of(reference)
     reference.validate(options.width, options.height)
-    if audio.audio_length < 1 or audio.windows.shape[0] < 1:
+    if audio.audio_length < 1 or audio.frames < 1:
         raise InputError("The audio covers no video frame; use a longer song.")
     hooks = Hooks(on_progress, should_cancel)
     run = _Run(net, codec, reference, options, hooks)

@@ -13,7 +13,6 @@ from PIL import Image, UnidentifiedImageError
 
 from singer_core.errors import InputError
 from singer_core.pipeline.codec import DiffusersVAECodec
-from singer_core.pipeline.generate import AudioTokens
 from singer_core.pipeline.model_files import ModelFiles
 from singer_core.pipeline.options import GenerationOptions
 from singer_core.pipeline.vae_loading import load_vae
@@ -51,7 +50,7 @@ def prepare_reference(files: ModelFiles, image: np.ndarray, options: GenerationO
         gc.collect()
 
 
-def prepare_audio(files: ModelFiles, song: torch.Tensor, rate: int, options: GenerationOptions, device) -> AudioTokens:
+def prepare_audio(files: ModelFiles, song: torch.Tensor, rate: int, options: GenerationOptions, device):
     """wav2vec2 features of the song (official padding to the clip length), model released right after."""
     from singer_core.audio.features import extract_audio_features
     from singer_core.audio.wav2vec import load_wav2vec
@@ -63,7 +62,7 @@ def prepare_audio(files: ModelFiles, song: torch.Tensor, rate: int, options: Gen
     finally:
         del model
         release(device)
-    return AudioTokens(features.windows, features.audio_length)
+    return features
 
 
 def load_net(files: ModelFiles, options: GenerationOptions, device):
