@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--face-expand-ratio", type=float, default=1.2)
     gen.add_argument("--decode-batch", type=int, default=1, help="frames per VAE decode call")
     gen.add_argument("--vae-tiling", action="store_true")
+    gen.add_argument("--no-vocal-separation", action="store_true", help="encode the mix even if the separator exists")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     gen.add_argument("--dry-run", action="store_true", help="validate inputs and models, generate nothing")
     return parser
@@ -98,7 +99,7 @@ def _generate(args) -> int:
         return 0
     device = _device(args.device)
     reference = session.prepare_reference(files, image, options, args.face_expand_ratio)
-    audio = session.prepare_audio(files, song, rate, options, device)
+    audio = session.prepare_audio(files, song, rate, options, device, separate=not args.no_vocal_separation)
     net = session.load_net(files, options, device)
     codec = session.load_codec(files, options, device, args.decode_batch, args.vae_tiling)
     bar_format = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"

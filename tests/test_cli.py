@@ -15,6 +15,7 @@ from singer_core.__main__ import main
 from singer_core.audio.waveform import read_audio_file
 from tests.tiny_models.face_onnx import write_antelopev2
 from tests.tiny_models.net import write_tiny_singer_checkpoint
+from tests.tiny_models.separator import write_tiny_mdx_onnx
 from tests.tiny_models.vae import write_diffusers_folder
 from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
 
@@ -65,6 +66,19 @@ def test_generate_writes_an_h264_mp4_with_the_song(models, excerpt, tmp_path, ca
         assert sum(1 for _ in container.decode(video=0)) == 15  # 0.6 s * 25 fps
         assert audio.codec_context.name == "aac" and audio.rate == 16000 and audio.channels == 2
         assert abs(float(audio.duration * audio.time_base) - 15 / 25) < 0.1
+
+
+def test_options_and_the_vocal_separator_reach_the_pipeline(models, excerpt, tmp_path, capsys):
+    with_separator = tmp_path / "models"
+    shutil.copytree(models, with_separator)
+    write_tiny_mdx_onnx(with_separator / "audio_separator" / "Kim_Vocal_2.onnx")
+    out = tmp_path / "options.mp4"
+    extra = ("--clip-length", "8", "--overlap", "2", "--scheduler", "dpmpp", "--color-match", "--motion-source",
+             "latent", "--decode-batch", "4", "--seed", "3", "--lip-weight", "0.5")  # fmt: skip
+    assert main(args(with_separator, out, *extra, audio=excerpt)) == 0
+    assert f"wrote {out} (15 frames" in capsys.readouterr().out
+    assert main(args(with_separator, out, "--dry-run", audio=excerpt)) == 0
+    assert f"vocal separator: {with_separator / 'audio_separator' / 'Kim_Vocal_2.onnx'}" in capsys.readouterr().out
 
 
 def test_dry_run_checks_everything_and_writes_nothing(models, tmp_path):

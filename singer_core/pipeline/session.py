@@ -50,19 +50,20 @@ def prepare_reference(files: ModelFiles, image: np.ndarray, options: GenerationO
         gc.collect()
 
 
-def prepare_audio(files: ModelFiles, song: torch.Tensor, rate: int, options: GenerationOptions, device):
-    """wav2vec2 features of the song (official padding to the clip length), model released right after."""
-    from singer_core.audio.features import extract_audio_features
-    from singer_core.audio.wav2vec import load_wav2vec
-    from singer_core.audio.waveform import prepare_waveform
+def prepare_audio(
+    files: ModelFiles, song: torch.Tensor, rate: int, options: GenerationOptions, device, separate: bool = True
+):
+    """wav2vec2 features of the song (official padding to the clip length); the vocal stem is encoded
+    when the separator model is present and ``separate`` (the official default). Models released after."""
+    from singer_core.audio import MdxSeparator, load_wav2vec, song_features
 
+    separator = MdxSeparator(files.separator) if separate and files.separator is not None else None
     model = load_wav2vec(files.wav2vec, device=device)
     try:
-        features = extract_audio_features(prepare_waveform(song, rate), model, options.clip_length, options.fps)
+        return song_features(song, rate, model, options.clip_length, options.fps, separator=separator)
     finally:
-        del model
+        del model, separator
         release(device)
-    return features
 
 
 def load_net(files: ModelFiles, options: GenerationOptions, device):
@@ -113,6 +114,7 @@ def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int,
             f"vae: {files.vae}",
             f"wav2vec2: {files.wav2vec}",
             f"face models: {files.insightface} (face found, {reference.num_faces} detected)",
+            f"vocal separator: {files.separator or 'none (the mix is encoded directly)'}",
             f"audio: {song.shape[-1] / rate:.2f} s at {rate} Hz -> {frames} frames, {clips} clips of "
             f"{options.clip_length}",
             f"output: {options.width}x{options.height} at {options.fps} fps, {options.steps} {options.scheduler} steps",
