@@ -108,6 +108,30 @@ def test_codec_decode_matches_official_video(pipeline_io, batch_size):
     assert_close(video, pipeline_io["output.videos"][0].transpose(0, 1), 1e-4, "decoded video")
 
 
+def test_function_codec_wraps_a_host_vae(pipeline_io):
+    """A host VAE with ComfyUI's layouts ([N, H, W, 3] in [0, 1], unscaled latents) behind the protocol."""
+    from singer_core.pipeline import LATENT_SCALE, FunctionCodec
+
+    vae = tiny_vae()
+
+    def host_encode(pixels_nhwc):  # what a host's VAE.encode does
+        return vae.encode(pixels_nhwc.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
+
+    def host_decode(latents):  # returns [N, H, W, 3] in [0, 1]
+        return (vae.decode(latents).sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1)
+
+    codec = FunctionCodec(
+        encode=lambda images: host_encode(((images + 1) / 2).permute(0, 2, 3, 1)) * LATENT_SCALE,
+        decode=lambda latents: host_decode(latents / LATENT_SCALE).permute(0, 3, 1, 2),
+    )
+    assert isinstance(codec, VideoCodec)
+    with torch.no_grad():
+        images = pipeline_io["input.ref_image"][0]
+        assert_close(codec.encode(images), pipeline_io["internal.ref_image_latents_scaled"], 1e-5, "host encode")
+        latents = pipeline_io["step2.latents_after"][0].transpose(0, 1)
+        assert_close(codec.decode(latents), pipeline_io["output.videos"][0].transpose(0, 1), 1e-4, "host decode")
+
+
 def test_codec_tiling_option_changes_the_decode_path():
     vae = tiny_vae()
     vae.config.sample_size = 64  # tiles of 64 px so a 256-px frame is split

@@ -1,6 +1,6 @@
 """Song-length generation: options, codec protocol, clip chaining and the ``generate`` entry point."""
 
-from singer_core.pipeline.codec import LATENT_SCALE, DiffusersVAECodec, VideoCodec
+from singer_core.pipeline.codec import LATENT_SCALE, DiffusersVAECodec, FunctionCodec, VideoCodec
 from singer_core.pipeline.generate import AudioTokens, GenerationResult, generate
 from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
@@ -11,6 +11,7 @@ __all__ = [
     "LATENT_SCALE",
     "AudioTokens",
     "DiffusersVAECodec",
+    "FunctionCodec",
     "GenerationOptions",
     "GenerationResult",
     "Progress",

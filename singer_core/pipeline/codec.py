@@ -60,3 +60,18 @@ class DiffusersVAECodec:
             for batch in latents.split(self.batch_size)
         ]
         return torch.cat(chunks)
+
+
+class FunctionCodec:
+    """A codec from two callables, for hosts with their own VAE object (e.g. ComfyUI's ``VAE``, whose
+    ``encode`` takes ``[N, H, W, 3]`` in [0, 1] and returns unscaled latents: the host wraps it to this
+    protocol's layouts and scaling)."""
+
+    def __init__(self, encode, decode, downscale: int = 8) -> None:
+        self._encode, self._decode, self.downscale = encode, decode, downscale
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self._encode(images)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self._decode(latents)
