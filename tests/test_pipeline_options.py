@@ -89,3 +89,11 @@ def test_bf16_runs_close_to_fp32(tmp_path, io, baseline):
 def test_decode_batch_size_does_not_change_the_video(net, io, baseline):
     result = generate(net, RecordingCodec(batch_size=4), small_reference(io), song(4), small_options())
     assert_close(result.frames, baseline[:4], 1e-4, "batched decode")
+
+
+def test_hallo_net_generates_without_the_spectral_modules(tmp_path, io, baseline):
+    hallo = load_net(write_tiny_singer_checkpoint(tmp_path / "hallo.safetensors", kind="hallo"))
+    assert hallo.audioembed is None
+    result = generate(hallo, RecordingCodec(), small_reference(io), song(4), small_options())
+    assert result.frames.shape == (4, SMALL, SMALL, 3) and torch.isfinite(result.frames).all()
+    assert (result.frames - baseline[:4]).abs().max() > 1e-4
