@@ -4,12 +4,29 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .loaders import SingerCheckpointLoader
+from .conditioning import SingerAudioEncode, SingerReferenceEncode
+from .loaders import (
+    SingerAudioEncoderLoader,
+    SingerCheckpointLoader,
+    SingerFaceAnalyzerLoader,
+    SingerVocalSeparatorLoader,
+)
 from .model_paths import register_model_folders
+from .sampling import SingerSampler
+from .video import SingerVideoDecode
 
 
 class SingerExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         # Folders must exist in folder_paths before ComfyUI reads the schemas.
         register_model_folders()
-        return [SingerCheckpointLoader]
+        return [
+            SingerCheckpointLoader,
+            SingerAudioEncoderLoader,
+            SingerFaceAnalyzerLoader,
+            SingerVocalSeparatorLoader,
+            SingerAudioEncode,
+            SingerReferenceEncode,
+            SingerSampler,
+            SingerVideoDecode,
+        ]
