@@ -122,13 +122,14 @@ def test_long_song_is_cut_to_the_audio_length(long_run):
     assert 0 <= result.frames.min() and result.frames.max() <= 1
 
 
-def test_later_clips_are_driven_by_the_last_decoded_frames(long_run):
+def test_later_clips_are_driven_by_the_last_decoded_frames(io, long_run):
     result, codec, _ = long_run
-    assert len(codec.encoded) == 3  # the reference once, then the 2 motion frames of clips 2 and 3
-    assert codec.encoded[0].shape == (1, 3, SMALL, SMALL)
+    assert len(codec.encoded) == 3  # one call per clip: [reference, 2 motion frames], as the official script
+    reference = small_reference(io).pixels
+    assert torch.equal(codec.encoded[0], reference.expand(3, -1, -1, -1))  # first clip: copies
     frames = result.frames.permute(0, 3, 1, 2)
-    assert torch.equal(codec.encoded[1], frames[2:4] * 2 - 1)
-    assert torch.equal(codec.encoded[2], frames[6:8] * 2 - 1)
+    assert torch.equal(codec.encoded[1], torch.cat([reference[None], frames[2:4] * 2 - 1]))
+    assert torch.equal(codec.encoded[2], torch.cat([reference[None], frames[6:8] * 2 - 1]))
 
 
 def test_progress_reports_every_step_and_clip(long_run):

@@ -1,9 +1,10 @@
 """The whole song: clips of ``clip_length`` frames chained through motion frames (official default).
 
-Per generation (once): image tokens, face-locator features, mask pyramids, audio tokens, the
-reference-image latent. Per clip: initial noise from the one seeded generator (drawn in turn, as
-the official script does), MSM on that noise, the reference-UNet write pass and the denoising
-steps (``singer_core.sampling``), decoding, and the motion frames for the next clip.
+Per generation (once): image tokens, face-locator features, mask pyramids, audio tokens. Per clip:
+initial noise from the one seeded generator (drawn in turn, as the official script does), MSM on
+that noise, the reference-UNet write pass, the denoising steps (UNet call and guidance from
+``singer_core.sampling``), decoding, and the latents of [reference, motion frames] for the next
+clip (see ``_Run.clip_latents``).
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ class _Run:
     def conditions(self) -> Conditions:
         return build_conditions(self.net, self.reference, self.options.clip_length, self.device, self.dtype)
 
-    def reference_latent(self) -> torch.Tensor:
-        return self.codec.encode(self.reference.pixels[None].float()).to(self.device, self.dtype)
+    def first_clip_latents(self) -> torch.Tensor:
+        """``[1 + n, 4, h, w]``: the reference and its ``n`` copies as the first clip's motion frames,
+        encoded in one call as the official script does."""
+        pixels = self.reference.pixels[None].float().expand(1 + self.options.motion_frames, -1, -1, -1)
+        return self.codec.encode(pixels).to(self.device, self.dtype)
 
     def reference_bank(self, ref_latents: torch.Tensor, conditions: Conditions):
         """Reference-UNet write pass (timestep 0) for this clip's [reference, motion frames]."""
@@ -113,15 +117,21 @@ class _Run:
             clip_tokens = self.net.audioembed(clip_tokens, noise)
         return torch.cat([torch.zeros_like(clip_tokens), clip_tokens])
 
-    def motion_latents(self, frames: FrameAssembler, span: ClipSpan, previous: torch.Tensor) -> torch.Tensor:
-        """Latents of the ``motion_frames`` frames before ``span``: the decoded frames re-encoded
-        (official), or the previous clip's latents themselves (``motion_source='latent'``)."""
+    def clip_latents(self, frames: FrameAssembler, span: ClipSpan, first: torch.Tensor, previous: torch.Tensor):
+        """``[1 + n, 4, h, w]`` for a later clip: the reference and the ``n`` frames before ``span``.
+
+        ``decoded`` (official): those decoded frames × 2 − 1, encoded together with the reference in
+        one call exactly as the official script does, so the latents are bit-identical to its path
+        (encoding the reference alone differs by ~1e-7). ``latent``: the reference latent of the first
+        clip and the previous clip's own latents of those frames, no VAE round trip.
+        """
         n = self.options.motion_frames
         if self.options.motion_source == "latent":
             stride = self.options.clip_stride
-            return previous[0, :, stride - n : stride].transpose(0, 1)
-        pixels = frames.window(span.start - n, span.start)  # [n, 3, H, W] in [0, 1]
-        return self.codec.encode(pixels * 2.0 - 1.0).to(self.device, self.dtype)
+            return torch.cat([first[:1], previous[0, :, stride - n : stride].transpose(0, 1)])
+        pixels = frames.window(span.start - n, span.start) * 2.0 - 1.0  # [n, 3, H, W]
+        batch = torch.cat([self.reference.pixels[None].float(), pixels.to(self.reference.pixels.device)])
+        return self.codec.encode(batch).to(self.device, self.dtype)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[1, 4, f, h, w]`` -> frames ``[f, 3, H, W]`` in [0, 1] (CPU float32), colour-matched if asked."""
@@ -160,24 +170,20 @@ def generate(
         hooks.check_cancel()
         conditions = run.conditions()
         tokens = run.audio_tokens(audio, spans)
-        ref_latent = run.reference_latent()
+        first = run.first_clip_latents()
         _release(run.device)
-        frames = _generate_clips(run, spans, conditions, tokens, ref_latent)
+        frames = _generate_clips(run, spans, conditions, tokens, first)
     frames = frames[: audio.audio_length]  # the official cut back to the song length
     return GenerationResult(frames.permute(0, 2, 3, 1).contiguous(), options.fps)
 
 
-def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, ref_latent: torch.Tensor):
+def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor):
     options, hooks = run.options, run.hooks
     assembler = FrameAssembler(options.overlap)
     latents = None
     for span in spans:
         noise = run.initial_noise()
-        if span.index == 0:  # first clip: the motion frames are copies of the reference image
-            motion = ref_latent.expand(options.motion_frames, -1, -1, -1)
-        else:
-            motion = run.motion_latents(assembler, span, latents)
-        ref_latents = torch.cat([ref_latent, motion])
+        ref_latents = first if span.index == 0 else run.clip_latents(assembler, span, first, latents)
         audio_embedding = run.audio_embedding(tokens[span.start : span.stop], noise)
 
         def on_step(step: int, steps: int, clip: int = span.index) -> None:
