@@ -65,7 +65,8 @@ def _taesd_encoder(width: int = TAESD_WIDTH, latent_channels: int = 4) -> nn.Seq
 
 def _taesd_decoder(width: int = TAESD_WIDTH, latent_channels: int = 4) -> nn.Sequential:
     def stage() -> list[nn.Module]:
-        return [_Block(width), _Block(width), _Block(width), nn.Upsample(scale_factor=2), _conv(width, width, bias=False)]
+        blocks = [_Block(width), _Block(width), _Block(width)]
+        return [*blocks, nn.Upsample(scale_factor=2), _conv(width, width, bias=False)]
 
     clamp = nn.Identity()  # TAESD's parameter-free Clamp
     return nn.Sequential(
