@@ -61,11 +61,23 @@ def randomize(module: nn.Module, device, dtype, seed: int = 0) -> nn.Module:
     return module.to(device=device, dtype=dtype).eval()
 
 
-def build_net(device, dtype) -> SingerNet:
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+
+
+def architectures(tiny: bool) -> tuple[NetConfig, dict, dict]:
+    """(net config, wav2vec2 config dict, VAE config): full size, or the test fixtures' tiny ones."""
+    if not tiny:
+        return NetConfig.singer(), {}, SD_VAE_CONFIG
+    wav2vec = json.loads((FIXTURES / "wav2vec_tiny.json").read_text())["config"]
+    vae = json.loads((FIXTURES / "vae_tiny.json").read_text())["constructor_kwargs"]
+    return NetConfig.from_file(FIXTURES / "net_tiny.json"), wav2vec, vae
+
+
+def build_net(config: NetConfig, device, dtype) -> SingerNet:
     from singer_core.checkpoint import parameters_on_meta
 
     with parameters_on_meta():
-        net = SingerNet(NetConfig.singer())
+        net = SingerNet(config)
     return randomize(net, device, dtype)
 
 
@@ -120,16 +132,18 @@ def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     common = {"device": args.device, "dtype": args.dtype, "resolution": args.resolution, "frames": args.frames,
-              "steps": args.steps, "threads": args.threads}  # fmt: skip
+              "steps": args.steps, "threads": args.threads,
+              "architecture": "tiny" if args.tiny else "singer"}  # fmt: skip
     meter = Meter(device, common)
     size, frames, n_motion = args.resolution, args.frames, args.motion_frames
     with torch.no_grad():
         from diffusers import AutoencoderKL
         from transformers import Wav2Vec2Config
 
-        wav2vec = randomize(build_wav2vec(Wav2Vec2Config()), device, torch.float32)
-        net = build_net(device, dtype)
-        vae = randomize(AutoencoderKL(**SD_VAE_CONFIG), device, dtype)
+        net_config, wav2vec_config, vae_config = architectures(args.tiny)
+        wav2vec = randomize(build_wav2vec(Wav2Vec2Config(**wav2vec_config)), device, torch.float32)
+        net = build_net(net_config, device, dtype)
+        vae = randomize(AutoencoderKL(**vae_config), device, dtype)
         codec = DiffusersVAECodec(vae, batch_size=args.decode_batch)
         song = torch.randn(int(frames / 25 * 16000), generator=torch.Generator("cpu").manual_seed(2)) * 0.1
 
@@ -184,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scheduler", default="ddim", choices=["ddim", "dpmpp", "euler"])
     parser.add_argument("--decode-batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tiny", action="store_true", help="the test fixtures' tiny architecture (smoke test)")
     run(parser.parse_args(argv))
 
 
