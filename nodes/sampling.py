@@ -124,6 +124,7 @@ class SingerSampler(io.ComfyNode):
                 options,
                 on_progress=_ProgressToComfy(),
                 should_cancel=cancel_requested,
-                decode=False,
             )
-        return io.NodeOutput(to_comfy_latent(result.latents), float(result.fps))
+            # Interim until the pipeline can return its latents: decoded frames encoded back (VAE round trip).
+            latents = codec.encode(result.frames.permute(0, 3, 1, 2) * 2.0 - 1.0)
+        return io.NodeOutput(to_comfy_latent(latents), float(result.fps))
