@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--overlap", type=int, default=0, help="frames shared and cross-faded between clips")
     gen.add_argument("--color-match", action="store_true", help="match each clip's colours to the reference")
     gen.add_argument("--face-expand-ratio", type=float, default=1.2)
+    gen.add_argument("--framing", default="face", choices=["face", "full"],
+                     help="face: crop around the face first; full: resize the whole photo (official)")
     gen.add_argument("--decode-batch", type=int, default=1, help="frames per VAE decode call")
     gen.add_argument("--vae-tiling", action="store_true")
     gen.add_argument("--no-vocal-separation", action="store_true", help="encode the mix even if the separator exists")
@@ -93,12 +95,12 @@ def _generate(args) -> int:
     image = session.read_image(args.image)
     song, rate = session.read_song(args.audio)
     if args.dry_run:
-        for line in session.dry_run(files, image, song, rate, options).lines:
+        for line in session.dry_run(files, image, song, rate, options, args.framing):
             print(line)
         print("dry run OK: nothing generated")
         return 0
     device = _device(args.device)
-    reference = session.prepare_reference(files, image, options, args.face_expand_ratio)
+    reference = session.prepare_reference(files, image, options, args.face_expand_ratio, args.framing)
     audio = session.prepare_audio(files, song, rate, options, device, separate=not args.no_vocal_separation)
     net = session.load_net(files, options, device)
     codec = session.load_codec(files, options, device, args.decode_batch, args.vae_tiling)

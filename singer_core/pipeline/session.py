@@ -4,7 +4,6 @@ preparing the reference and the audio, freeing what is no longer needed between 
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from singer_core.errors import InputError
+from singer_core.pipeline.clips import plan_clips
 from singer_core.pipeline.codec import DiffusersVAECodec
 from singer_core.pipeline.model_files import ModelFiles
 from singer_core.pipeline.options import GenerationOptions
@@ -37,14 +37,19 @@ def read_song(path: str | Path) -> tuple[torch.Tensor, int]:
     return read_audio_file(path)
 
 
-def prepare_reference(files: ModelFiles, image: np.ndarray, options: GenerationOptions, face_expand_ratio: float):
-    """Face analysis on the photo (insightface), released right after."""
+def prepare_reference(
+    files: ModelFiles, image: np.ndarray, options: GenerationOptions, face_expand_ratio: float = 1.2, framing="face"
+):
+    """Face analysis on the photo (insightface), released right after. ``framing='full'`` resizes the
+    whole photo as the official script does; ``'face'`` crops around the face first."""
     from singer_core.face import FaceModels
     from singer_core.face import prepare_reference as face_reference
 
     models = FaceModels.load(files.insightface)
     try:
-        return face_reference(image, models, options.width, options.height, face_expand_ratio=face_expand_ratio)
+        return face_reference(
+            image, models, options.width, options.height, face_expand_ratio=face_expand_ratio, framing=framing
+        )
     finally:
         del models
         gc.collect()
@@ -83,18 +88,12 @@ def release(device) -> None:
         torch.cuda.empty_cache()
 
 
-@dataclass
-class DryRunReport:
-    """What ``--dry-run`` checked."""
-
-    lines: list[str]
-
-
-def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int, options: GenerationOptions):
-    """Validate the models (checkpoint keys, VAE, wav2vec2 config, face models + a face in the photo)
-    and the inputs without generating."""
+def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int, options: GenerationOptions,
+            framing: str = "face") -> list[str]:  # fmt: skip
+    """Validate the models (checkpoint keys, VAE, wav2vec2, face models + a face in the photo) and the
+    inputs without generating; returns what was checked, one line each."""
+    from singer_core.audio import MdxSeparator, load_wav2vec
     from singer_core.audio.features import frame_count
-    from singer_core.audio.wav2vec import load_wav2vec
     from singer_core.checkpoint import empty_net, read_checkpoint, verify_keys
 
     checkpoint = read_checkpoint(files.checkpoint)
@@ -105,18 +104,17 @@ def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int,
     del vae
     wav2vec = load_wav2vec(files.wav2vec)
     del wav2vec
-    reference = prepare_reference(files, image, options, 1.2)
+    if files.separator is not None:
+        MdxSeparator(files.separator)  # opens the ONNX model: raises CheckpointError if unreadable
+    reference = prepare_reference(files, image, options, framing=framing)
     frames = frame_count(song.shape[-1], rate, options.fps)
-    clips = -(-frames // options.clip_length)
-    return DryRunReport(
-        [
-            f"checkpoint: {files.checkpoint} ({kind}, keys verified)",
-            f"vae: {files.vae}",
-            f"wav2vec2: {files.wav2vec}",
-            f"face models: {files.insightface} (face found, {reference.num_faces} detected)",
-            f"vocal separator: {files.separator or 'none (the mix is encoded directly)'}",
-            f"audio: {song.shape[-1] / rate:.2f} s at {rate} Hz -> {frames} frames, {clips} clips of "
-            f"{options.clip_length}",
-            f"output: {options.width}x{options.height} at {options.fps} fps, {options.steps} {options.scheduler} steps",
-        ]
-    )
+    clips = len(plan_clips(frames, options.clip_length, options.overlap))
+    return [
+        f"checkpoint: {files.checkpoint} ({kind}, keys verified)",
+        f"vae: {files.vae}",
+        f"wav2vec2: {files.wav2vec}",
+        f"face models: {files.insightface} (face found, {reference.num_faces} detected)",
+        f"vocal separator: {files.separator or 'none (the mix is encoded directly)'}",
+        f"audio: {song.shape[-1] / rate:.2f} s at {rate} Hz -> {frames} frames, {clips} clips of {options.clip_length}",
+        f"output: {options.width}x{options.height} at {options.fps} fps, {options.steps} {options.scheduler} steps",
+    ]
