@@ -98,20 +98,42 @@ def test_image_without_a_face_is_reported(comfy_server, singer_models, input_dir
     assert "No face was found in the reference image" in message
 
 
-def test_silent_audio_is_reported(comfy_server, singer_models, input_dir, run_prompt):
-    with wave.open(str(input_dir / "silence.wav"), "wb") as song:
+def _write_wav(path: Path, samples: int, value: int = 0) -> str:
+    with wave.open(str(path), "wb") as song:
         song.setnchannels(1)
         song.setsampwidth(2)
         song.setframerate(16000)
-        song.writeframes(b"\0\0" * 16000)
+        song.writeframes(int(value).to_bytes(2, "little", signed=True) * samples)
+    return path.name
+
+
+def _audio_encode_prompt(singer_models, audio_file: str) -> Prompt:
     prompt = Prompt()
-    audio = prompt.add("LoadAudio", audio="silence.wav")
+    audio = prompt.add("LoadAudio", audio=audio_file)
     encoder = prompt.add("SingerAudioEncoderLoader", wav2vec_name=singer_models["wav2vec_name"])
     encoded = prompt.add("SingerAudioEncode", audio_encoder=Prompt.out(encoder), audio=Prompt.out(audio),
                          clip_length=16)
     prompt.add("PreviewAny", source=Prompt.out(encoded))
+    return prompt
+
+
+def test_silent_audio_is_reported(comfy_server, singer_models, input_dir, run_prompt):
+    prompt = _audio_encode_prompt(singer_models, _write_wav(input_dir / "silence.wav", 16000))
     message = _run_single_error(run_prompt, comfy_server, prompt, "SingerAudioEncode", "InputError")
     assert "silent" in message
+
+
+def test_too_short_audio_is_reported(comfy_server, singer_models, input_dir, run_prompt):
+    prompt = _audio_encode_prompt(singer_models, _write_wav(input_dir / "click.wav", 160, value=8000))  # 10 ms
+    message = _run_single_error(run_prompt, comfy_server, prompt, "SingerAudioEncode", "AudioTooShortError")
+    assert "shorter than one video frame" in message
+
+
+def test_clip_length_mismatch_is_reported(comfy_server, singer_models, input_dir, run_prompt):
+    prompt = _fast_workflow(comfy_server, singer_models)
+    _set(prompt, "SingerAudioEncode", clip_length=8)
+    message = _run_single_error(run_prompt, comfy_server, prompt, "SingerSampler", "InputError")
+    assert "clip_length" in message and "8" in message and "16" in message
 
 
 def test_wrong_kind_of_checkpoint_is_reported(comfy_server, singer_models, models_dir, run_prompt):
