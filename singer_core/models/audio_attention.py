@@ -36,16 +36,35 @@ class AudioTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
 
     def forward(
-        self, x: torch.Tensor, audio: torch.Tensor, masks: RegionMasks, motion_scale: tuple[float, float, float]
+        self, x: torch.Tensor, audio: torch.Tensor, masks: RegionMasks, motion_scale: tuple[float, float, float],
+        silent: int = 0,
     ) -> torch.Tensor:
-        """``x [(b f), hw, dim]``, ``audio [(b f), tokens, audio_dim]``."""
-        x = attention(self.attn1, self.norm1(x)) + x
-        full, face, lip = self.audio_cross_attention(self.norm2(x), audio)
-        full = conv1x1_tokens(self.zero_conv_full, full * masks.full)
-        face = conv1x1_tokens(self.zero_conv_face, face * masks.face)
-        lip = conv1x1_tokens(self.zero_conv_lip, lip * masks.lip)
-        x = motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip + x
+        """``x [(b f), hw, dim]``, ``audio [(b f), tokens, audio_dim]``; the first ``silent`` rows have
+        all-zero audio tokens (the unconditional CFG half)."""
+        x = attention(self.attn1, self.norm1(x)) + x  # a fresh tensor: the audio terms are added in place
+        full, face, lip = self.audio_cross_attention(self.norm2(x[silent:]), audio[silent:])
+        full = conv1x1_tokens(self.zero_conv_full, full * masks.full[silent:])
+        face = conv1x1_tokens(self.zero_conv_face, face * masks.face[silent:])
+        lip = conv1x1_tokens(self.zero_conv_lip, lip * masks.lip[silent:])
+        x[silent:] += motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip
+        if silent:
+            x[:silent] += self.silent_audio_terms(masks, motion_scale, silent)
         return self.ff(self.norm3(x)) + x
+
+    def silent_audio_terms(self, masks: RegionMasks, motion_scale: tuple[float, float, float], rows: int):
+        """The gated audio terms of rows whose audio tokens are all zero, without attention.
+
+        Keys and values of zero tokens are zero (the projections have no bias), so each
+        cross-attention returns exactly its ``to_out`` bias ``b``; ``zero_conv(b * m)`` is
+        ``m * (W b) + c`` for the mask value ``m`` of each token.
+        """
+        terms = 0.0
+        pairs = ((self.attn2_0, self.zero_conv_full, masks.full), (self.attn2_1, self.zero_conv_face, masks.face),
+                 (self.attn2_2, self.zero_conv_lip, masks.lip))  # fmt: skip
+        for scale, (attn, conv, mask) in zip(motion_scale, pairs, strict=True):
+            direction = F.linear(attn.to_out[0].bias, conv.weight.flatten(1))
+            terms = terms + scale * (mask[:rows] * direction + conv.bias)
+        return terms
 
     def audio_cross_attention(self, x: torch.Tensor, audio: torch.Tensor) -> list[torch.Tensor]:
         """``attn2_0/1/2`` (full, face, lip) at once: their heads side by side in one SDPA call."""
@@ -75,8 +94,9 @@ class AudioAttentionModule(nn.Module):
         self.proj_out = nn.Conv2d(inner, channels, kernel_size=1)
 
     def forward(
-        self, x: torch.Tensor, audio: torch.Tensor, masks: RegionMasks, motion_scale: tuple[float, float, float]
+        self, x: torch.Tensor, audio: torch.Tensor, masks: RegionMasks, motion_scale: tuple[float, float, float],
+        silent: int = 0,
     ) -> torch.Tensor:
         tokens = conv1x1_to_tokens(self.proj_in, self.norm(x))
-        tokens = self.transformer_blocks[0](tokens, audio, masks, motion_scale)
+        tokens = self.transformer_blocks[0](tokens, audio, masks, motion_scale, silent)
         return x + conv1x1_from_tokens(self.proj_out, tokens, *x.shape[-2:])

@@ -70,16 +70,20 @@ class FrameConditions:
     audio: torch.Tensor  # [(b f), tokens, A]
     masks: list[RegionMasks]
     motion_scale: tuple[float, float, float]
+    silent_rows: int = 0  # leading rows whose audio tokens are all zero (the official unconditional half)
 
     @classmethod
     def build(cls, cond: DenoiseConditions, frames: int, levels: int, dtype: torch.dtype) -> FrameConditions:
         halves = cond.image_tokens.shape[0]
+        audio = cond.audio_tokens.to(dtype).flatten(0, 1)
+        silent = frames if halves == 2 and not audio[:frames].any() else 0
         return cls(
             bank=cond.bank,
             halves=halves,
             frames=frames,
             context=cond.image_tokens.to(dtype).repeat_interleave(frames, dim=0),
-            audio=cond.audio_tokens.to(dtype).flatten(0, 1),
+            audio=audio,
             masks=[cond.masks.level(i, halves, dtype) for i in range(levels)],
             motion_scale=tuple(float(s) for s in cond.motion_scale),
+            silent_rows=silent,
         )

@@ -32,7 +32,7 @@ def temporal_layer(
     """Spatial transformer, audio module, motion module of one layer (``x [(b f), C, h, w]``)."""
     path = attn.block_path
     x = attn.forward_read(x, cond.context, cond.bank.ref_tokens(path, x.dtype), cond.frames)
-    x = audio(x, cond.audio, cond.masks[audio.level], cond.motion_scale)
+    x = audio(x, cond.audio, cond.masks[audio.level], cond.motion_scale, cond.silent_rows)
     if motion is not None:
         x = motion(x, cond.bank.motion_tokens(path, x.dtype), cond.halves)
     return x
