@@ -46,6 +46,7 @@ def test_default_options_are_the_official_settings():
         ({"scheduler": "pndm"}, "scheduler"),
         ({"motion_source": "pixels"}, "motion_source"),
         ({"guidance": 0.5}, "guidance"),
+        ({"guidance": 1.0}, "guidance"),
         ({"seed": -1}, "seed"),
     ],
 )

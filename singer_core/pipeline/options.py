@@ -64,8 +64,11 @@ class GenerationOptions:
         _positive_int("motion_frames", self.motion_frames)
         _non_negative_int("overlap", self.overlap)
         _non_negative_int("seed", self.seed)
-        if self.guidance < 1.0:
-            raise InputError(f"guidance must be >= 1.0 (got {self.guidance}); 1.0 disables classifier-free guidance.")
+        if not self.guidance > 1.0:
+            raise InputError(
+                f"guidance must be above 1 (got {self.guidance}); SINGER always uses classifier-free guidance, "
+                "the official default is 3.5."
+            )
         for name in ("pose_weight", "face_weight", "lip_weight"):
             if not isinstance(getattr(self, name), (int, float)):
                 raise InputError(f"{name} must be a number (got {getattr(self, name)!r}).")
