@@ -155,6 +155,22 @@ def test_other_seed_other_output(net, io, long_run):
     assert (other.frames - long_run[0].frames).abs().max() > 1e-3
 
 
+def test_latent_output_decodes_to_the_same_video(net, io, long_run):
+    """Latent output decodes only the motion frames inside; decoding its latents afterwards gives the
+    frames of the default path (per-frame decode both ways)."""
+    codec = RecordingCodec()
+    result = generate(net, codec, small_reference(io), song(10), small_options(), output="latents")
+    assert result.frames is None and result.latents.shape == (10, 4, SMALL // 8, SMALL // 8)
+    assert [d.shape[0] for d in codec.decoded] == [2, 2]  # only the motion frames of clips 2 and 3
+    frames = codec.inner.decode(result.latents).permute(0, 2, 3, 1)
+    assert torch.equal(frames, long_run[0].frames)
+
+
+def test_latent_output_refuses_colour_matching(net, io):
+    with pytest.raises(InputError, match="color_match"):
+        generate(net, RecordingCodec(), small_reference(io), song(4), small_options(color_match=True), output="latents")
+
+
 # -- cancel and errors -----------------------------------------------------------------------------
 
 

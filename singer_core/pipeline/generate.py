@@ -49,12 +49,18 @@ class AudioTokens:
         return self.windows[index]
 
 
+OUTPUTS = ("frames", "latents")
+
+
 @dataclass
 class GenerationResult:
-    """``frames`` [T, H, W, 3] float32 in [0, 1] on the CPU, ``T`` = the song's frame count."""
+    """``T`` = the song's frame count. ``output='frames'``: ``frames`` [T, H, W, 3] float32 in [0, 1]
+    on the CPU. ``output='latents'``: ``latents`` [T, 4, h, w] float32 on the CPU in model space
+    (VAE latent mean × 0.18215), for hosts that decode separately; ``frames`` is then None."""
 
-    frames: torch.Tensor
+    frames: torch.Tensor | None
     fps: int
+    latents: torch.Tensor | None = None
 
 
 def _release(device: torch.device) -> None:
@@ -66,9 +72,11 @@ def _release(device: torch.device) -> None:
 class _Run:
     """State of one generation (kept together so each stage is a short method)."""
 
-    def __init__(self, net, codec: VideoCodec, reference: ReferenceInputs, options: GenerationOptions, hooks: Hooks):
+    def __init__(
+        self, net, codec: VideoCodec, reference: ReferenceInputs, options: GenerationOptions, hooks: Hooks, output: str
+    ):
         param = next(net.parameters())
-        self.net, self.codec, self.options, self.hooks = net, codec, options, hooks
+        self.net, self.codec, self.options, self.hooks, self.output = net, codec, options, hooks, output
         self.device, self.dtype = param.device, options.torch_dtype
         if param.dtype != self.dtype:
             net.to(dtype=self.dtype)
@@ -129,9 +137,24 @@ class _Run:
         if self.options.motion_source == "latent":
             stride = self.options.clip_stride
             return torch.cat([first[:1], previous[0, :, stride - n : stride].transpose(0, 1)])
-        pixels = frames.window(span.start - n, span.start) * 2.0 - 1.0  # [n, 3, H, W]
+        pixels = self.motion_pixels(frames, span.start - n, span.start) * 2.0 - 1.0  # [n, 3, H, W]
         batch = torch.cat([self.reference.pixels[None].float(), pixels.to(self.reference.pixels.device)])
         return self.codec.encode(batch).to(self.device, self.dtype)
+
+    def clip_output(self, latents: torch.Tensor) -> torch.Tensor:
+        """What is kept of a finished clip: its decoded frames, or (``output='latents'``) its latents
+        ``[f, 4, h, w]`` on the CPU, which the host decodes later."""
+        if self.output == "latents":
+            return latents[0].transpose(0, 1).float().cpu()
+        return self.decode(latents)
+
+    def motion_pixels(self, kept: FrameAssembler, start: int, stop: int) -> torch.Tensor:
+        """Decoded frames ``[start, stop)`` in [0, 1]; in latent output only these few are decoded
+        (per frame, as the official decode), which gives the same pixels as decoding everything."""
+        window = kept.window(start, stop)
+        if self.output == "latents":
+            window = self.codec.decode(window.to(self.device)).float().cpu()
+        return window
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``[1, 4, f, h, w]`` -> frames ``[f, 3, H, W]`` in [0, 1] (CPU float32), colour-matched if asked."""
@@ -149,6 +172,7 @@ def generate(
     options: GenerationOptions | None = None,
     on_progress=None,
     should_cancel=None,
+    output: str = "frames",
 ) -> GenerationResult:
     """Generate the video for a whole song.
 
@@ -156,15 +180,20 @@ def generate(
     ``options.dtype`` if needed. ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
     ``on_progress(Progress)`` is called after every denoising step and every clip;
     ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
+    ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
     """
     options = options or GenerationOptions()
     options.validate()
+    if output not in OUTPUTS:
+        raise InputError(f"output must be one of {', '.join(OUTPUTS)} (got {output!r}).")
+    if output == "latents" and options.color_match:
+        raise InputError("Colour matching works on decoded frames: turn color_match off for latent output.")
     reference = ReferenceInputs.of(reference)
     reference.validate(options.width, options.height)
     if audio.audio_length < 1 or audio.frames < 1:
         raise InputError("The audio covers no video frame; use a longer song.")
     hooks = Hooks(on_progress, should_cancel)
-    run = _Run(net, codec, reference, options, hooks)
+    run = _Run(net, codec, reference, options, hooks, output)
     spans = plan_clips(audio.audio_length, options.clip_length, options.overlap)
     with torch.no_grad():
         hooks.check_cancel()
@@ -172,9 +201,11 @@ def generate(
         tokens = run.audio_tokens(audio, spans)
         first = run.first_clip_latents()
         _release(run.device)
-        frames = _generate_clips(run, spans, conditions, tokens, first)
-    frames = frames[: audio.audio_length]  # the official cut back to the song length
-    return GenerationResult(frames.permute(0, 2, 3, 1).contiguous(), options.fps)
+        kept = _generate_clips(run, spans, conditions, tokens, first)
+    kept = kept[: audio.audio_length]  # the official cut back to the song length
+    if output == "latents":
+        return GenerationResult(None, options.fps, latents=kept)
+    return GenerationResult(kept.permute(0, 2, 3, 1).contiguous(), options.fps)
 
 
 def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor):
@@ -200,7 +231,7 @@ def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tens
         )
         latents = _sample_clip(run, denoise, noise, on_step)
         del audio_embedding, ref_latents, bank, denoise
-        assembler.add(run.decode(latents))
+        assembler.add(run.clip_output(latents))
         hooks.report(Progress("clip", span.index, len(spans), options.steps, options.steps))
         _release(run.device)
     return assembler.result()
