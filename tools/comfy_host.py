@@ -34,7 +34,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -454,15 +453,25 @@ def _missing_models_report(base_dir: Path) -> str:
     return missing_model_report(base_dir / "models")
 
 
+def _install_workflow(base_dir: Path) -> Path:
+    """Put the shipped workflow in the user's saved workflows, so the editor lists it ready to open."""
+    target = base_dir / "user" / "default" / "workflows" / "singer.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO_ROOT / "workflows" / "singer.json", target)
+    return target
+
+
 def _serve(args: argparse.Namespace) -> None:
     comfy_dir = install(args.dir)
-    base_dir = Path(args.base_dir).resolve() if args.base_dir else Path(tempfile.mkdtemp(prefix="singer-comfy-"))
+    base_dir = Path(args.base_dir).resolve() if args.base_dir else comfy_dir.parent / "base"
     prepare_base_dir(base_dir)
+    workflow = _install_workflow(base_dir)
     server = ComfyServer(comfy_dir, base_dir, port=args.port, log_path=base_dir / "comfyui.log")
     _log(f"starting ComfyUI (log: {server.log_path})")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `with`, stopping the server
     with server:
         print(f"ComfyUI is up at {server.url}  (base folder {base_dir})", flush=True)
+        print(f"SINGER workflow: open 'singer.json' in the Workflows sidebar ({workflow})", flush=True)
         print(_missing_models_report(base_dir), flush=True)
         try:
             server.process.wait()
@@ -479,7 +488,9 @@ def main(argv: list[str] | None = None) -> None:
     p_serve = sub.add_parser("serve", help="start ComfyUI with this pack linked in")
     p_serve.add_argument("--dir", type=Path, default=None, help="host folder (default: .comfy_host/)")
     p_serve.add_argument("--port", type=int, default=8188)
-    p_serve.add_argument("--base-dir", default=None, help="ComfyUI base folder (default: a new temp folder)")
+    p_serve.add_argument(
+        "--base-dir", default=None, help="ComfyUI base folder: models/, input/, output/ (default: HOST/base)"
+    )
     args = parser.parse_args(argv)
     if args.command == "install":
         print(install(args.dir, force=args.force))
