@@ -153,8 +153,11 @@ def measure(module: str, args) -> dict:
     rss_before = rss_mb()
     times, cpu_times = [], []
     with torch.inference_mode():
+        first = None
         if args.warmup:
+            start = time.perf_counter()
             call()
+            first = time.perf_counter() - start
         for _ in range(args.repeat):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -176,6 +179,7 @@ def measure(module: str, args) -> dict:
         "seconds": round(min(times), 4),
         "seconds_all": [round(t, 4) for t in times],
         "cpu_seconds": round(min(cpu_times), 4),
+        "first_call_s": None if first is None else round(first, 4),
         "weights_mb": round(weights_mb),
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }

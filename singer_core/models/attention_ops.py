@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
+from torch import nn
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -47,3 +48,20 @@ def attention(attn: Attention, x: torch.Tensor, context: torch.Tensor | None = N
     else:
         q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)
     return attn.to_out[0](sdpa(q, k, v, attn.heads))
+
+
+# Tokens per feed-forward block are chosen so the GEGLU's 8x-wide projection stays near this many elements.
+FF_BLOCK_ELEMENTS = 2**24
+
+
+def feed_forward_residual(ff: nn.Module, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``ff(norm(x)) + x`` computed in place in ``x`` (a fresh tensor owned by the caller) one block of
+    tokens at a time. Every token is independent here, so the result is the same as in one piece,
+    but the GEGLU's wide intermediate never exists for the whole batch (lower peak memory)."""
+    if not x.is_contiguous():
+        x = x.contiguous()
+    flat = x.view(-1, x.shape[-1])
+    rows = max(1, FF_BLOCK_ELEMENTS // (8 * x.shape[-1]))
+    for block in flat.split(rows):
+        block += ff(norm(block))
+    return x

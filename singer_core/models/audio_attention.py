@@ -15,7 +15,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from singer_core.models.attention_ops import attention, sdpa
+from singer_core.models.attention_ops import attention, feed_forward_residual, sdpa
 from singer_core.models.conditions import RegionMasks
 from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens, conv1x1_tokens
 
@@ -49,7 +49,7 @@ class AudioTransformerBlock(nn.Module):
         x[silent:] += motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip
         if silent:
             x[:silent] += self.silent_audio_terms(masks, motion_scale, silent)
-        return self.ff(self.norm3(x)) + x
+        return feed_forward_residual(self.ff, self.norm3, x)
 
     def silent_audio_terms(self, masks: RegionMasks, motion_scale: tuple[float, float, float], rows: int):
         """The gated audio terms of rows whose audio tokens are all zero, without attention.

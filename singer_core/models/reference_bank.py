@@ -7,6 +7,7 @@ transformer block; here they live in one object per clip that the reference UNet
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import torch
@@ -27,10 +28,20 @@ class ReferenceBank:
 
     halves: int = 2
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    derived: dict[Hashable, object] = field(default_factory=dict, repr=False)
 
     def write(self, path: str, rows: torch.Tensor) -> None:
         """``rows`` ``[halves (1 + n_motion), hw, c]`` in the official write-batch order."""
         self.features[path] = rows.to(BANK_DTYPE).unflatten(0, (self.halves, -1))
+        self.derived.clear()
+
+    def derive(self, key: Hashable, compute: Callable[[], object]) -> object:
+        """Per-clip memo of values computed from the bank by fixed weights (projected reference
+        keys/values, motion-frame states): the same in every denoising call of the clip, so only
+        the first call computes them. ``key`` must name the module and dtype it depends on."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
 
     @property
     def n_motion(self) -> int:

@@ -13,7 +13,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from singer_core.models.attention_ops import attention, project_qkv, sdpa
+from singer_core.models.attention_ops import attention, feed_forward_residual, project_qkv, sdpa
 from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens
 
 
@@ -35,7 +35,7 @@ class ReferenceTransformerBlock(nn.Module):
     def finish(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Cross-attention and feed-forward, after the self-attention residual."""
         x = attention(self.attn2, self.norm2(x), context) + x
-        return self.ff(self.norm3(x)) + x
+        return feed_forward_residual(self.ff, self.norm3, x)
 
     def forward_write(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Plain block; also returns the ``norm1`` output that the reference bank keeps."""
@@ -43,23 +43,28 @@ class ReferenceTransformerBlock(nn.Module):
         x = attention(self.attn1, normed) + x
         return self.finish(x, context), normed
 
+    def reference_kv(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention keys/values of the banked reference tokens ``[halves, hw, c]``."""
+        return self.attn1.to_k(ref), self.attn1.to_v(ref)
+
     def forward_read(
-        self, x: torch.Tensor, context: torch.Tensor, ref: torch.Tensor, frames: int
+        self, x: torch.Tensor, context: torch.Tensor, ref_kv: tuple[torch.Tensor, torch.Tensor], frames: int
     ) -> torch.Tensor:
-        """``x`` is ``[(halves f), hw, c]`` ([uncond, cond] or just cond); ``ref`` is ``[halves, hw, c]``.
+        """``x`` is ``[(halves f), hw, c]`` ([uncond, cond] or just cond); ``ref_kv`` are the
+        ``reference_kv`` of the banked tokens, ``[halves, hw, c]`` each.
 
         With CFG the unconditional half runs plain self-attention. The conditional frames' keys/
         values are their own tokens followed by reference tokens; the official reader tiles the
         halves' reference rows over the ``(b f)`` batch, so row ``r`` reads half ``r % halves``:
         with CFG, conditional frame ``j`` reads half ``(f + j) % 2``. Reference keys/values are
-        projected once and shared by the frames.
+        projected once per clip and shared by the frames.
         """
         attn = self.attn1
         halves = x.shape[0] // frames
         q, k, v = project_qkv(attn, self.norm1(x))
         start = (halves - 1) * frames  # first conditional row
         pick = torch.arange(start, start + frames, device=x.device) % halves
-        k_ref, v_ref = attn.to_k(ref)[pick], attn.to_v(ref)[pick]
+        k_ref, v_ref = ref_kv[0][pick], ref_kv[1][pick]
         out = sdpa(
             q[start:], torch.cat([k[start:], k_ref], dim=1), torch.cat([v[start:], v_ref], dim=1), attn.heads
         )
@@ -103,6 +108,11 @@ class SpatialTransformer(nn.Module):
         """Just the banked ``norm1`` tokens: for the last reference block, whose output is unused."""
         return self.transformer_blocks[0].norm1(self.tokens(x))
 
-    def forward_read(self, x: torch.Tensor, context: torch.Tensor, ref: torch.Tensor, frames: int) -> torch.Tensor:
-        tokens = self.transformer_blocks[0].forward_read(self.tokens(x), context, ref, frames)
+    def reference_kv(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transformer_blocks[0].reference_kv(ref)
+
+    def forward_read(
+        self, x: torch.Tensor, context: torch.Tensor, ref_kv: tuple[torch.Tensor, torch.Tensor], frames: int
+    ) -> torch.Tensor:
+        tokens = self.transformer_blocks[0].forward_read(self.tokens(x), context, ref_kv, frames)
         return self.output(tokens, x)

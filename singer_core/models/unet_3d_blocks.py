@@ -30,11 +30,13 @@ def temporal_layer(
     cond: FrameConditions,
 ) -> torch.Tensor:
     """Spatial transformer, audio module, motion module of one layer (``x [(b f), C, h, w]``)."""
-    path = attn.block_path
-    x = attn.forward_read(x, cond.context, cond.bank.ref_tokens(path, x.dtype), cond.frames)
+    path, bank, dtype = attn.block_path, cond.bank, x.dtype
+    ref_kv = bank.derive((attn, dtype), lambda: attn.reference_kv(bank.ref_tokens(path, dtype)))
+    x = attn.forward_read(x, cond.context, ref_kv, cond.frames)
     x = audio(x, cond.audio, cond.masks[audio.level], cond.motion_scale, cond.silent_rows)
     if motion is not None:
-        x = motion(x, cond.bank.motion_tokens(path, x.dtype), cond.halves)
+        lead = bank.derive((motion, dtype), lambda: motion.motion_frame_states(bank.motion_tokens(path, dtype)))
+        x = motion(x, lead, cond.halves)
     return x
 
 
