@@ -42,7 +42,12 @@ def project_qkv(attn: Attention, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def attention(attn: Attention, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-    """Plain (self- or cross-) attention of ``x [..., L, C]`` over ``context`` (default ``x``)."""
+    """Plain (self- or cross-) attention of ``x [..., L, C]`` over ``context`` (default ``x``).
+
+    A strided ``x`` (e.g. some frames of a token grid) is copied first: projecting the view
+    would run as a batched product with the weight broadcast (slow, in bfloat16 above all).
+    """
+    x = x.contiguous()
     if context is None:
         q, k, v = project_qkv(attn, x)
     else:

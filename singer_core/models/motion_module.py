@@ -112,9 +112,10 @@ class TemporalTransformer(nn.Module):
         self.proj_out = nn.Linear(inner, channels)
 
     def _frame_tokens(self, maps: torch.Tensor, batch: int) -> torch.Tensor:
-        """Per-frame GroupNorm, then ``[(b F), C, h, w] -> [b, hw, F, C]`` (a view)."""
+        """Per-frame GroupNorm, then ``[(b F), C, h, w] -> [b, hw, F, C]`` (contiguous, so that
+        ``proj_in`` is one plain matrix product)."""
         normed = self.norm(maps)
-        return normed.unflatten(0, (batch, -1)).flatten(3).permute(0, 3, 1, 2)
+        return normed.unflatten(0, (batch, -1)).flatten(3).permute(0, 3, 1, 2).contiguous()
 
     def motion_frame_states(self, motion_tokens: torch.Tensor) -> LeadStates | None:
         """Per clip: ``motion_tokens [b, n, hw, C]`` (banked) through ``norm`` and ``proj_in``, plus

@@ -12,8 +12,13 @@ from torch import nn
 
 
 def conv1x1_to_tokens(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` as tokens: ``[N, C, h, w] -> [N, h*w, C_out]``."""
-    return F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias).flatten(1, 2)
+    """``conv(x)`` as tokens: ``[N, C, h, w] -> [N, h*w, C_out]``.
+
+    The input is copied into token order first: a linear map on the permuted view would run as a
+    batched product with the weight broadcast per image (much slower, in bfloat16 above all).
+    """
+    tokens = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+    return F.linear(tokens, conv.weight.flatten(1), conv.bias).view(x.shape[0], -1, conv.out_channels)
 
 
 def conv1x1_from_tokens(conv: nn.Conv2d, tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
