@@ -50,9 +50,9 @@ class SingerSampler(io.ComfyNode):
                              tooltip="Seed of the initial noise of every clip (official: 42)."),
                 io.Int.Input("steps", default=40, min=1, max=200,
                              tooltip="Denoising steps per clip (official: 40). Fewer is faster and rougher."),
-                io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1,
-                               tooltip="Classifier-free guidance scale (official 3.5); 1.0 turns guidance off "
-                               "(half the work per step)."),
+                io.Float.Input("cfg", default=3.5, min=1.1, max=20.0, step=0.1,
+                               tooltip="Classifier-free guidance scale (official 3.5): how strongly the audio and "
+                               "the reference steer each step. SINGER always guides, so it must be above 1."),
                 io.Float.Input("pose_weight", default=1.0, min=0.0, max=5.0, step=0.05,
                                tooltip="Strength of the audio on head pose and body (full-frame audio attention)."),
                 io.Float.Input("face_weight", default=1.0, min=0.0, max=5.0, step=0.05,
@@ -124,7 +124,6 @@ class SingerSampler(io.ComfyNode):
                 options,
                 on_progress=_ProgressToComfy(),
                 should_cancel=cancel_requested,
+                output="latents",
             )
-            # Interim until the pipeline can return its latents: decoded frames encoded back (VAE round trip).
-            latents = codec.encode(result.frames.permute(0, 3, 1, 2) * 2.0 - 1.0)
-        return io.NodeOutput(to_comfy_latent(latents), float(result.fps))
+        return io.NodeOutput(to_comfy_latent(result.latents), float(result.fps))
