@@ -10,7 +10,14 @@ from singer_core.pipeline import GenerationOptions, Progress, generate
 from singer_core.pipeline.options import SCHEDULERS
 
 from .comfy_codec import ComfyVAECodec, to_comfy_latent
-from .devices import DTYPE_CHOICES, cancel_requested, interrupts_as_comfy, on_compute_device, resolve_dtype
+from .devices import (
+    DTYPE_CHOICES,
+    cancel_requested,
+    compute_device,
+    interrupts_as_comfy,
+    on_compute_device,
+    resolve_dtype,
+)
 from .payloads import SingerAudio, SingerModel, SingerReference
 from .sockets import SingerAudioSocket, SingerModelSocket, SingerReferenceSocket
 
@@ -99,23 +106,23 @@ class SingerSampler(io.ComfyNode):
                 f"clip_length is {clip_length} here but the audio was encoded with clip_length "
                 f"{features.clip_length}; set both nodes to the same value."
             )
+        options = GenerationOptions(
+            seed=seed,
+            steps=steps,
+            guidance=cfg,
+            pose_weight=pose_weight,
+            face_weight=face_weight,
+            lip_weight=lip_weight,
+            clip_length=clip_length,
+            motion_frames=motion_frames,
+            fps=features.fps,
+            width=reference.width,
+            height=reference.height,
+            dtype=resolve_dtype(dtype, compute_device()),
+            scheduler=scheduler,
+        )
         codec = ComfyVAECodec(reference.vae)
-        with interrupts_as_comfy(), on_compute_device(singer_model.net) as device:
-            options = GenerationOptions(
-                seed=seed,
-                steps=steps,
-                guidance=cfg,
-                pose_weight=pose_weight,
-                face_weight=face_weight,
-                lip_weight=lip_weight,
-                clip_length=clip_length,
-                motion_frames=motion_frames,
-                fps=features.fps,
-                width=reference.width,
-                height=reference.height,
-                dtype=resolve_dtype(dtype, device),
-                scheduler=scheduler,
-            )
+        with interrupts_as_comfy(), on_compute_device(singer_model.net):
             result = generate(
                 singer_model.net,
                 codec,

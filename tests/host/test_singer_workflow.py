@@ -129,11 +129,20 @@ def test_too_short_audio_is_reported(comfy_server, singer_models, input_dir, run
     assert "shorter than one video frame" in message
 
 
-def test_clip_length_mismatch_is_reported(comfy_server, singer_models, input_dir, run_prompt):
+@pytest.mark.parametrize(
+    ("node_type", "inputs", "words"),
+    [
+        ("SingerAudioEncode", {"clip_length": 8}, ("clip_length", "8", "16")),
+        ("SingerSampler", {"scheduler": "lms"}, ("scheduler", "lms", "ddim")),  # combos are not checked by ComfyUI
+        ("SingerSampler", {"dtype": "fp8"}, ("dtype", "fp8", "bf16")),
+    ],
+)
+def test_bad_sampler_settings_are_reported(comfy_server, singer_models, input_dir, run_prompt, node_type, inputs,
+                                           words):
     prompt = _fast_workflow(comfy_server, singer_models)
-    _set(prompt, "SingerAudioEncode", clip_length=8)
+    _set(prompt, node_type, **inputs)
     message = _run_single_error(run_prompt, comfy_server, prompt, "SingerSampler", "InputError")
-    assert "clip_length" in message and "8" in message and "16" in message
+    assert all(word in message for word in words), message
 
 
 def test_wrong_kind_of_checkpoint_is_reported(comfy_server, singer_models, models_dir, run_prompt):
