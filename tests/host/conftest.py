@@ -14,18 +14,27 @@ from tests.host.harness import load_comfy_host
 
 comfy_host = load_comfy_host()
 LOG_TAIL_CHARS = 20000
+MODEL_FOLDERS_AT_START = pytest.StashKey[frozenset]()
 
 
 @pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory):
+def comfy_server(tmp_path_factory, request):
     comfy_dir = comfy_host.install()
     base_dir = comfy_host.prepare_base_dir(tmp_path_factory.mktemp("comfy_base"))
     server = comfy_host.ComfyServer(comfy_dir, base_dir, log_path=base_dir / "comfyui.log")
     server.start(timeout=240)
+    folders = frozenset(path.name for path in (base_dir / "models").iterdir())
+    request.config.stash[MODEL_FOLDERS_AT_START] = folders
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_folders_at_start(comfy_server, request) -> frozenset:
+    """Names in ``models/`` right after the server started, before any test wrote there."""
+    return request.config.stash[MODEL_FOLDERS_AT_START]
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,9 @@ def test_pack_imports_without_errors(comfy_server):
     assert not failures, failures
 
 
-def test_pack_creates_no_model_folders(models_dir):
-    # The pack registers its folders with ComfyUI but must not create them (no test here writes these).
-    assert not (models_dir / "wav2vec2").exists()
-    assert not (models_dir / "insightface").exists()
-    assert not (models_dir / "audio_separator").exists()
+def test_pack_creates_no_model_folders(model_folders_at_start):
+    # The pack registers its folders with ComfyUI but must not create them.
+    assert not model_folders_at_start & {"singer", "wav2vec2", "insightface", "audio_separator"}
 
 
 def test_pack_nodes_are_listed_under_singer_with_tooltips(comfy_server):
