@@ -29,7 +29,8 @@ def fixture_weights(name: str) -> dict[str, torch.Tensor]:
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what: str) -> None:
     """Shape check plus max-abs-error check with a message that names the tensor."""
-    assert tuple(actual.shape) == tuple(expected.shape), f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    shapes = tuple(actual.shape), tuple(expected.shape)
+    assert shapes[0] == shapes[1], f"{what}: shape {shapes[0]} != {shapes[1]}"
     err = (actual.detach().float() - expected.float()).abs().max().item()
     assert err <= atol, f"{what}: max abs error {err:.3e} > atol {atol:.0e}"
 
