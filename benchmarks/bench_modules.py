@@ -27,6 +27,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.random_weights import randomize  # noqa: E402
 from singer_core.checkpoint import parameters_on_meta  # noqa: E402
 from singer_core.config import NetConfig  # noqa: E402
 from singer_core.models.conditions import DenoiseConditions, MaskPyramid  # noqa: E402
@@ -57,22 +58,6 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def randomize(module: nn.Module, device: torch.device, dtype: torch.dtype, seed: int = 0) -> nn.Module:
-    """Random parameters for a module built on the meta device, created one at a time directly in
-    ``dtype`` (weights ~ N(0, 1/fan_in), norm scales 1, biases 0; buffers kept)."""
-    gen = torch.Generator("cpu").manual_seed(seed)
-    for sub in module.modules():
-        for name, param in list(sub._parameters.items()):
-            if param is None:
-                continue
-            if param.dim() > 1:
-                value = torch.empty(param.shape).normal_(generator=gen).mul_(param[0].numel() ** -0.5)
-            else:
-                value = torch.full(param.shape, 1.0 if name == "weight" else 0.0)
-            sub._parameters[name] = nn.Parameter(value.to(device, dtype), requires_grad=False)
-    return module.to(device=device, dtype=dtype).eval()
 
 
 def build(module: str, device: torch.device, dtype: torch.dtype) -> nn.Module:

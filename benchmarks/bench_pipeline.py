@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 from diffusers.utils import logging as diffusers_logging
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.random_weights import randomize  # noqa: E402
 from singer_core.audio.features import extract_audio_features  # noqa: E402
 from singer_core.audio.wav2vec import build_wav2vec  # noqa: E402
 from singer_core.config import NetConfig  # noqa: E402
@@ -43,22 +43,6 @@ from singer_core.pipeline.vae_loading import SD_VAE_CONFIG  # noqa: E402
 from singer_core.sampling import guide, predict_noise  # noqa: E402
 
 diffusers_logging.set_verbosity_error()
-
-
-def randomize(module: nn.Module, device, dtype, seed: int = 0) -> nn.Module:
-    """Real random parameters (weights ~ N(0, 1/fan_in), norm scales 1, biases 0) for a module
-    whose parameters may be on the meta device; buffers are kept."""
-    gen = torch.Generator("cpu").manual_seed(seed)
-    for sub in module.modules():
-        for name, param in list(sub._parameters.items()):
-            if param is None:
-                continue
-            if param.dim() > 1:
-                value = torch.randn(param.shape, generator=gen) / param[0].numel() ** 0.5
-            else:
-                value = torch.ones(param.shape) if name == "weight" else torch.zeros(param.shape)
-            sub._parameters[name] = nn.Parameter(value.to(device, dtype), requires_grad=False)
-    return module.to(device=device, dtype=dtype).eval()
 
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"

@@ -6,8 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-# Hard-coded by the official pipeline (quirk 12), whatever the VAE config says.
-LATENT_SCALE = 0.18215
+from singer_core.sampling import LATENT_SCALE
 
 
 @runtime_checkable

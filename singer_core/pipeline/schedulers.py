@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from singer_core.errors import InputError
+from singer_core.sampling import OFFICIAL_DDIM_CONFIG, official_scheduler
 
-# `noise_scheduler_kwargs` of the official inference config plus the `enable_zero_snr` overrides
-# (quirk 11: beta_schedule stays 'linear').
-OFFICIAL_SCHEDULE = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "linear",
-    "steps_offset": 1,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "timestep_spacing": "trailing",
-}
+# The official noise schedule (quirk 11) without DDIM's own settings, for the other solvers.
+OFFICIAL_SCHEDULE = {k: v for k, v in OFFICIAL_DDIM_CONFIG.items() if k not in ("clip_sample", "set_alpha_to_one")}
 
 
 def make_scheduler(name: str = "ddim"):
@@ -27,7 +18,7 @@ def make_scheduler(name: str = "ddim"):
     the Euler ODE solver, both on the same betas, zero-SNR rescale, spacing and v-prediction.
     """
     if name == "ddim":
-        return DDIMScheduler(**OFFICIAL_SCHEDULE, clip_sample=False, set_alpha_to_one=True)
+        return official_scheduler()
     if name == "dpmpp":
         return DPMSolverMultistepScheduler(
             **OFFICIAL_SCHEDULE, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero"
