@@ -27,6 +27,16 @@ def fixture_weights(name: str) -> dict[str, torch.Tensor]:
     return load_file(str(FIXTURES / f"{name}.weights.safetensors"))
 
 
+def fixture_net():
+    """The fixtures' tiny official Net (``net_tiny``), loaded with strict key checks."""
+    from singer_core.config import NetConfig
+    from singer_core.net import SingerNet
+
+    net = SingerNet(NetConfig.from_file(FIXTURES / "net_tiny.json"))
+    net.load_state_dict(fixture_weights("net_tiny"), strict=True)
+    return net.eval()
+
+
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, what: str) -> None:
     """Shape check plus max-abs-error check with a message that names the tensor."""
     shapes = tuple(actual.shape), tuple(expected.shape)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from singer_core.config import NetConfig
 from singer_core.conformance.common import MODULE_ATOL, UNET_ATOL
 from singer_core.errors import InputError
 from singer_core.models.conditions import MaskPyramid
 from singer_core.net import SingerNet
 from singer_core.sampling import ClipInputs, clip_conditions, guide, official_scheduler, predict_noise
-from tests.conftest import FIXTURES, assert_close, fixture_io, fixture_json, fixture_weights
+from tests.conftest import assert_close, fixture_io, fixture_json, fixture_net
 
 TRACED_BLOCKS = ["time_embedding", "mid_block", "hidden_spectral_weighting"] + [
     f"{kind}_blocks.{i}" for kind in ("down", "up") for i in range(4)
@@ -20,9 +19,7 @@ TRACED_BLOCKS = ["time_embedding", "mid_block", "hidden_spectral_weighting"] + [
 
 @pytest.fixture(scope="module")
 def net() -> SingerNet:
-    net = SingerNet(NetConfig.from_file(FIXTURES / "net_tiny.json"))
-    net.load_state_dict(fixture_weights("net_tiny"), strict=True)
-    return net.eval()
+    return fixture_net()
 
 
 @pytest.fixture(scope="module")
