@@ -16,7 +16,7 @@ from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
 from singer_core.models.reference_bank import ReferenceBank
-from singer_core.models.resnet import resnet_block
+from singer_core.models.resnet import resnet_block, up_block_resnets
 from singer_core.models.spatial_transformer import SpatialTransformer
 from singer_core.models.unet_spec import UNetSpec
 
@@ -85,12 +85,9 @@ class RefMidBlock(nn.Module):
 class RefUpBlock(nn.Module):
     def __init__(self, spec: UNetSpec, i: int) -> None:
         super().__init__()
-        in_channels, prev_channels, out_channels = spec.up_channels(i)
+        out_channels = spec.up_channels(i)[2]
         layers = spec.layers_per_block + 1
-        self.resnets = nn.ModuleList()
-        for j in range(layers):
-            skip = in_channels if j == layers - 1 else out_channels
-            self.resnets.append(resnet_block(spec, (prev_channels if j == 0 else out_channels) + skip, out_channels))
+        self.resnets = up_block_resnets(spec, i)
         heads = spec.heads[::-1][i]
         if spec.up_attention[i]:
             self.attentions = nn.ModuleList(

@@ -8,6 +8,7 @@ per frame.
 from __future__ import annotations
 
 from diffusers.models.resnet import ResnetBlock2D
+from torch import nn
 
 from singer_core.models.unet_spec import UNetSpec
 
@@ -22,3 +23,13 @@ def resnet_block(spec: UNetSpec, in_channels: int, out_channels: int, scale: flo
         non_linearity="silu",
         output_scale_factor=scale,
     )
+
+
+def up_block_resnets(spec: UNetSpec, i: int) -> nn.ModuleList:
+    """Resnets of up block ``i`` (SD layout): each takes the previous output plus one skip; the
+    first one's input comes from the block below, the last one's skip from the block's input level."""
+    in_channels, prev_channels, out_channels = spec.up_channels(i)
+    layers = spec.layers_per_block + 1
+    skips = [out_channels] * (layers - 1) + [in_channels]
+    inputs = [prev_channels] + [out_channels] * (layers - 1)
+    return nn.ModuleList([resnet_block(spec, x + s, out_channels) for x, s in zip(inputs, skips, strict=True)])

@@ -17,7 +17,7 @@ from torch import nn
 from singer_core.models.audio_attention import AudioAttentionModule
 from singer_core.models.conditions import FrameConditions
 from singer_core.models.motion_module import VanillaTemporalModule
-from singer_core.models.resnet import resnet_block
+from singer_core.models.resnet import resnet_block, up_block_resnets
 from singer_core.models.spatial_transformer import SpatialTransformer
 from singer_core.models.unet_spec import TemporalSpec, UNetSpec
 
@@ -119,12 +119,9 @@ class DenoiseMidBlock(_TemporalLayers):
 class DenoiseUpBlock(_TemporalLayers):
     def __init__(self, spec: UNetSpec, tspec: TemporalSpec, i: int) -> None:
         super().__init__()
-        in_channels, prev_channels, out_channels = spec.up_channels(i)
+        in_channels, _, out_channels = spec.up_channels(i)
         layers = spec.layers_per_block + 1
-        self.resnets = nn.ModuleList()
-        for j in range(layers):
-            skip = in_channels if j == layers - 1 else out_channels
-            self.resnets.append(resnet_block(spec, (prev_channels if j == 0 else out_channels) + skip, out_channels))
+        self.resnets = up_block_resnets(spec, i)
         level = spec.depth - 1 - i
         self._build_layers(
             spec, tspec, f"up_blocks.{i}", out_channels, [in_channels] * layers, spec.heads[::-1][i], level=level,
