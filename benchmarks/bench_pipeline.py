@@ -4,7 +4,9 @@ Random weights (no download): the SINGER net built from ``NetConfig.singer()``, 
 shaped VAE and a wav2vec2-base shaped audio encoder. Stages: ``audio`` (wav2vec2 features for the
 clip's duration + audio projection), ``face`` (image tokens, face-locator features, masks; the
 insightface ONNX detection is not included: its weights cannot be generated), ``encode`` (VAE
-encode of reference + motion frames), ``reference`` (reference-UNet write pass), ``step`` (one
+encode of reference + motion frames), ``reference`` (reference-UNet write pass of the first clip),
+``reference_next_clip`` (the pass of a later clip: new motion frames, reference rows carried over
+from the first clip), ``step`` (one
 denoising step: CFG pair through the denoising UNet + scheduler), ``decode`` (VAE decode of the
 clip). One JSON object per line on stdout; the last line (``stage: "total"``) holds the seconds
 per generated frame of a full run with ``--steps`` steps.
@@ -33,6 +35,7 @@ from singer_core.audio.features import extract_audio_features  # noqa: E402
 from singer_core.audio.wav2vec import build_wav2vec  # noqa: E402
 from singer_core.config import NetConfig  # noqa: E402
 from singer_core.models.conditions import DenoiseConditions  # noqa: E402
+from singer_core.models.reference_rows import RowMemo  # noqa: E402
 from singer_core.net import SingerNet  # noqa: E402
 from singer_core.pipeline.codec import DiffusersVAECodec  # noqa: E402
 from singer_core.pipeline.conditions import build_conditions, project_audio  # noqa: E402
@@ -143,9 +146,13 @@ def run(args) -> list[dict]:
         noise = torch.randn(1, 4, frames, size // 8, size // 8, generator=torch.Generator("cpu").manual_seed(3))
         noise = noise.to(device, dtype)
         audio = net.audioembed(tokens[None], noise)
+        tok, memo = conditions.image_tokens, RowMemo()
         with meter.stage("reference"):
-            tok = conditions.image_tokens
-            bank = net.reference_unet.write_bank(ref_latents, tok[:1], tok[1:])
+            bank = net.reference_unet.write_bank(ref_latents, tok[:1], tok[1:], memo)
+        motion = torch.rand(n_motion, 3, size, size, generator=torch.Generator("cpu").manual_seed(4)) * 2 - 1
+        next_latents = codec.encode(torch.cat([reference.pixels[None], motion])).to(device, dtype)
+        with meter.stage("reference_next_clip"):
+            net.reference_unet.write_bank(next_latents, tok[:1], tok[1:], memo)
         cond = DenoiseConditions(bank, tok, torch.cat([torch.zeros_like(audio), audio]), conditions.face_features,
                                  conditions.masks, (1.0, 1.0, 1.0))  # fmt: skip
         scheduler = make_scheduler(args.scheduler)
@@ -158,7 +165,7 @@ def run(args) -> list[dict]:
         del bank, cond
         with meter.stage("decode", calls=frames):
             codec.decode(latents[0].transpose(0, 1))
-    by_stage = {row["stage"]: row["seconds"] for row in meter.rows}
+    by_stage = {row["stage"]: row["seconds"] for row in meter.rows if row["stage"] != "reference_next_clip"}
     total = {"stage": "total", "seconds": round(sum(by_stage.values()), 3), **common,
              "seconds_per_frame": round(sum(by_stage.values()) / frames, 3),
              "seconds_per_frame_excluding_audio_face": round(

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from singer_core.checkpoint import load_net
 from singer_core.errors import CancelledError, InputError
+from singer_core.models.reference_rows import RowPlan
 from singer_core.pipeline import AudioTokens, DiffusersVAECodec, GenerationOptions, ReferenceInputs, generate
 from tests.conftest import assert_close, fixture_io
 from tests.tiny_models.net import write_tiny_singer_checkpoint
@@ -130,6 +131,24 @@ def test_later_clips_are_driven_by_the_last_decoded_frames(io, long_run):
     frames = result.frames.permute(0, 3, 1, 2)
     assert torch.equal(codec.encoded[1], torch.cat([reference[None], frames[2:4] * 2 - 1]))
     assert torch.equal(codec.encoded[2], torch.cat([reference[None], frames[6:8] * 2 - 1]))
+
+
+@pytest.mark.parametrize(("size", "later_rows"), [(128, [4, 4]), (SMALL, [6, 6])])
+def test_later_clips_reuse_the_reference_rows_with_the_same_video(net, io, monkeypatch, size, later_rows):
+    """Clips 2 and 3 run only the 4 motion-frame rows of the write pass (the reference rows come from
+    the previous clip), and the video is bit-identical to running all 6 rows in every clip. At 64x64
+    (deepest level one pixel, where rows change bits with the batch) every row runs."""
+    unet_class, rows_run = type(net.reference_unet), []
+    run_rows = unet_class.run_rows
+    monkeypatch.setattr(unet_class, "run_rows", lambda self, rows: rows_run.append(len(rows)) or run_rows(self, rows))
+    options = small_options(width=size, height=size)
+    reused = generate(net, RecordingCodec(), small_reference(io, size), song(10), options)
+    assert rows_run[1:] == later_rows
+    rows_run.clear()
+    monkeypatch.setattr(RowPlan, "build", classmethod(lambda cls, rows, memo: cls.every_row(len(rows))))
+    plain = generate(net, RecordingCodec(), small_reference(io, size), song(10), options)
+    assert rows_run == [6, 6, 6]
+    assert torch.equal(plain.frames, reused.frames)
 
 
 def test_progress_reports_every_step_and_clip(long_run):

@@ -50,9 +50,13 @@ def attention(attn: Attention, x: torch.Tensor, context: torch.Tensor | None = N
     x = x.contiguous()
     if context is None:
         q, k, v = project_qkv(attn, x)
-    else:
-        q, k, v = attn.to_q(x), attn.to_k(context), attn.to_v(context)
-    return attn.to_out[0](sdpa(q, k, v, attn.heads))
+        return attn.to_out[0](sdpa(q, k, v, attn.heads))
+    return cross_attention(attn, x, (attn.to_k(context), attn.to_v(context)))
+
+
+def cross_attention(attn: Attention, x: torch.Tensor, context_kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Attention of ``x`` over context keys/values already projected by ``attn.to_k/to_v``."""
+    return attn.to_out[0](sdpa(attn.to_q(x.contiguous()), *context_kv, attn.heads))
 
 
 # Tokens per feed-forward block are chosen so the GEGLU's 8x-wide projection stays near this many elements.

@@ -2,11 +2,14 @@
 ``conv_norm_out``/``conv_out``) whose only job is to fill the :class:`ReferenceBank`.
 
 It runs once per clip at timestep 0 (quirk 5) and stops right after the last banked
-``norm1``: the rest of the network never reaches the denoising UNet.
+``norm1``: the rest of the network never reaches the denoising UNet. Rows whose features are
+already known (identical inputs, or the reference rows of the previous clip) are not run again;
+see :mod:`singer_core.models.reference_rows`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -15,8 +18,9 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
-from singer_core.models.reference_bank import ReferenceBank
-from singer_core.models.resnet import resnet_block, up_block_resnets
+from singer_core.models.reference_bank import BANK_DTYPE, ReferenceBank
+from singer_core.models.reference_rows import RowMemo, RowPlan, WriteRows
+from singer_core.models.resnet import resnet_block, resnet_forward, up_block_resnets
 from singer_core.models.spatial_transformer import SpatialTransformer
 from singer_core.models.unet_spec import UNetSpec
 
@@ -50,13 +54,12 @@ class RefDownBlock(nn.Module):
         else:
             self.downsamplers = None
 
-    def forward(self, x, temb, context, write: BankWriter):
+    def forward(self, x, rows: WriteRows, write: BankWriter):
         skips = []
         for j, resnet in enumerate(self.resnets):
-            x = resnet(x, temb)
+            x = resnet_forward(resnet, x, rows.time_bias[resnet])
             if self.attentions is not None:
-                x, normed = self.attentions[j].forward_write(x, context)
-                write(self.attentions[j].block_path, normed)
+                x = _write_layer(self.attentions[j], x, rows, write)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
@@ -75,11 +78,10 @@ class RefMidBlock(nn.Module):
         )
         self.resnets = nn.ModuleList([resnet_block(spec, channels, channels, scale) for _ in range(2)])
 
-    def forward(self, x, temb, context, write: BankWriter):
-        x = self.resnets[0](x, temb)
-        x, normed = self.attentions[0].forward_write(x, context)
-        write(self.attentions[0].block_path, normed)
-        return self.resnets[1](x, temb)
+    def forward(self, x, rows: WriteRows, write: BankWriter):
+        x = resnet_forward(self.resnets[0], x, rows.time_bias[self.resnets[0]])
+        x = _write_layer(self.attentions[0], x, rows, write)
+        return resnet_forward(self.resnets[1], x, rows.time_bias[self.resnets[1]])
 
 
 class RefUpBlock(nn.Module):
@@ -104,18 +106,17 @@ class RefUpBlock(nn.Module):
         else:
             self.upsamplers = None
 
-    def forward(self, x, skips, temb, context, write: BankWriter, upsample_size=None, last: bool = False):
+    def forward(self, x, skips, rows: WriteRows, write: BankWriter, upsample_size=None, last: bool = False):
         """With ``last`` the block stops after banking its last ``norm1`` and returns ``None``."""
         for j, resnet in enumerate(self.resnets):
-            x = resnet(torch.cat([x, skips.pop()], dim=1), temb)
+            x = resnet_forward(resnet, torch.cat([x, skips.pop()], dim=1), rows.time_bias[resnet])
             if self.attentions is None:
                 continue
             attn = self.attentions[j]
             if last and j == len(self.resnets) - 1:
                 write(attn.block_path, attn.norm1_only(x))
                 return None
-            x, normed = attn.forward_write(x, context)
-            write(attn.block_path, normed)
+            x = _write_layer(attn, x, rows, write)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x, upsample_size)
         return x
@@ -141,7 +142,11 @@ class ReferenceUNet2D(nn.Module):
 
     @torch.no_grad()
     def write_bank(
-        self, ref_latents: torch.Tensor, uncond_tokens: torch.Tensor | None, cond_tokens: torch.Tensor
+        self,
+        ref_latents: torch.Tensor,
+        uncond_tokens: torch.Tensor | None,
+        cond_tokens: torch.Tensor,
+        memo: RowMemo | None = None,
     ) -> ReferenceBank:
         """Write pass of the official pipeline.
 
@@ -149,28 +154,47 @@ class ReferenceUNet2D(nn.Module):
         latents); ``uncond_tokens`` / ``cond_tokens`` ``[1, T, C]`` are the image-projection
         tokens. With CFG the official pass runs ``[ref, m..., ref, m...]`` with the conditions
         ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half). Without CFG
-        (``uncond_tokens=None``) it runs ``[ref, m...]``, all with the face tokens.
+        (``uncond_tokens=None``) it runs ``[ref, m...]``, all with the face tokens. Only rows with
+        new inputs run; ``memo`` (one per generation) carries the reference rows to the next clip.
         """
-        if uncond_tokens is None:
-            rows, tokens = ref_latents, cond_tokens
-        else:
-            rows, tokens = ref_latents.repeat(2, 1, 1, 1), torch.cat([uncond_tokens, cond_tokens])
-        context = tokens.repeat(rows.shape[0] // tokens.shape[0], 1, 1)
-        bank = ReferenceBank(halves=rows.shape[0] // ref_latents.shape[0])
-        self.run(rows, context, bank.write)
+        tokens = cond_tokens if uncond_tokens is None else torch.cat([uncond_tokens, cond_tokens])
+        rows = WriteRows.build(self, ref_latents, tokens)
+        plan = RowPlan.build(rows, memo) if self._rows_independent(ref_latents) else RowPlan.every_row(len(rows))
+        features = plan.gather(self.run_rows(rows.select(plan.compute)) if plan.compute else {})
+        if memo is not None:
+            memo.keep([(rows.signature(r), f) for r, f in enumerate(features) if rows.latent_index[r] == 0])
+        bank = ReferenceBank(halves=tokens.shape[0])
+        for path in features[0]:
+            bank.write(path, torch.stack([f[path] for f in features]))
         return bank
 
-    def run(self, x: torch.Tensor, context: torch.Tensor, write: BankWriter) -> None:
-        timestep = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        temb = self.time_embedding(self.time_proj(timestep).to(x.dtype))
-        x = self.conv_in(x)
+    def _rows_independent(self, latents: torch.Tensor) -> bool:
+        """Rows give the same bits in any batch unless the deepest level is one pixel (``RowPlan``)."""
+        scale = 2 ** (self.spec.depth - 1)
+        return math.ceil(latents.shape[-2] / scale) * math.ceil(latents.shape[-1] / scale) > 1
+
+    def run_rows(self, rows: WriteRows) -> dict[str, torch.Tensor]:
+        """Bank features ``{path: [rows, hw, c]}`` (bank dtype) of the given rows."""
+        features: dict[str, torch.Tensor] = {}
+        self.run(rows, lambda path, normed: features.__setitem__(path, normed.to(BANK_DTYPE)))
+        return features
+
+    def run(self, rows: WriteRows, write: BankWriter) -> None:
+        x = self.conv_in(rows.latents)
         skips = [x]
         for block in self.down_blocks:
-            x, block_skips = block(x, temb, context, write)
+            x, block_skips = block(x, rows, write)
             skips.extend(block_skips)
-        x = self.mid_block(x, temb, context, write)
+        x = self.mid_block(x, rows, write)
         for i, block in enumerate(self.up_blocks):
             last = i == len(self.up_blocks) - 1
             block_skips = [skips.pop() for _ in block.resnets][::-1]
             upsample_size = None if last else skips[-1].shape[-2:]  # also right for sizes not divisible by 8
-            x = block(x, block_skips, temb, context, write, upsample_size, last=last)
+            x = block(x, block_skips, rows, write, upsample_size, last=last)
+
+
+def _write_layer(attn: SpatialTransformer, x: torch.Tensor, rows: WriteRows, write: BankWriter) -> torch.Tensor:
+    """One spatial transformer in write mode: banks its ``norm1`` tokens, returns its output."""
+    x, normed = attn.forward_write(x, rows.cross_kv[attn.transformer_blocks[0].attn2])
+    write(attn.block_path, normed)
+    return x

@@ -7,6 +7,7 @@ per frame.
 
 from __future__ import annotations
 
+import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
@@ -33,3 +34,15 @@ def up_block_resnets(spec: UNetSpec, i: int) -> nn.ModuleList:
     skips = [out_channels] * (layers - 1) + [in_channels]
     inputs = [prev_channels] + [out_channels] * (layers - 1)
     return nn.ModuleList([resnet_block(spec, x + s, out_channels) for x, s in zip(inputs, skips, strict=True)])
+
+
+def resnet_forward(resnet: ResnetBlock2D, x: torch.Tensor, time_bias: torch.Tensor) -> torch.Tensor:
+    """``resnet(x, temb)`` with ``time_bias = resnet.time_emb_proj(silu(temb))`` ``[N, C]`` given:
+    the same operations in the same order as diffusers' forward (default time-embedding norm), so
+    the reference UNet can project the time embedding for the whole official batch once."""
+    h = resnet.conv1(resnet.nonlinearity(resnet.norm1(x)))
+    h = resnet.norm2(h + time_bias[:, :, None, None])
+    h = resnet.conv2(resnet.dropout(resnet.nonlinearity(h)))
+    if resnet.conv_shortcut is not None:
+        x = resnet.conv_shortcut(x)
+    return (x + h) / resnet.output_scale_factor

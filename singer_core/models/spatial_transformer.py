@@ -13,7 +13,7 @@ from diffusers.models.attention import FeedForward
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from singer_core.models.attention_ops import attention, feed_forward_residual, project_qkv, sdpa
+from singer_core.models.attention_ops import attention, cross_attention, feed_forward_residual, project_qkv, sdpa
 from singer_core.models.tokens import conv1x1_from_tokens, conv1x1_to_tokens
 
 
@@ -32,16 +32,21 @@ class ReferenceTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim, activation_fn="geglu")
 
-    def finish(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Cross-attention and feed-forward, after the self-attention residual."""
-        x = attention(self.attn2, self.norm2(x), context) + x
+    def finish(self, x: torch.Tensor, context_kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Cross-attention (over projected face tokens) and feed-forward, after the self-attention residual."""
+        x = cross_attention(self.attn2, self.norm2(x), context_kv) + x
         return feed_forward_residual(self.ff, self.norm3, x)
 
-    def forward_write(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.attn2.to_k(context), self.attn2.to_v(context)
+
+    def forward_write(
+        self, x: torch.Tensor, context_kv: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Plain block; also returns the ``norm1`` output that the reference bank keeps."""
         normed = self.norm1(x)
         x = attention(self.attn1, normed) + x
-        return self.finish(x, context), normed
+        return self.finish(x, context_kv), normed
 
     def reference_kv(self, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Self-attention keys/values of the banked reference tokens ``[halves, hw, c]``."""
@@ -71,7 +76,7 @@ class ReferenceTransformerBlock(nn.Module):
         if start:
             out = torch.cat([sdpa(q[:start], k[:start], v[:start], attn.heads), out])
         x = attn.to_out[0](out) + x
-        return self.finish(x, context)
+        return self.finish(x, self.context_kv(context))
 
 
 class SpatialTransformer(nn.Module):
@@ -99,9 +104,12 @@ class SpatialTransformer(nn.Module):
     def output(self, tokens: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return residual + conv1x1_from_tokens(self.proj_out, tokens, *residual.shape[-2:])
 
-    def forward_write(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the output map and the block's ``norm1`` tokens (for the bank)."""
-        tokens, normed = self.transformer_blocks[0].forward_write(self.tokens(x), context)
+    def forward_write(
+        self, x: torch.Tensor, context_kv: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the output map and the block's ``norm1`` tokens (for the bank); ``context_kv``
+        are the face tokens projected by this block's ``attn2``."""
+        tokens, normed = self.transformer_blocks[0].forward_write(self.tokens(x), context_kv)
         return self.output(tokens, x), normed
 
     def norm1_only(self, x: torch.Tensor) -> torch.Tensor:

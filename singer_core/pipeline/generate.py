@@ -15,6 +15,7 @@ import torch
 
 from singer_core.errors import InputError
 from singer_core.models.conditions import DenoiseConditions
+from singer_core.models.reference_rows import RowMemo
 from singer_core.pipeline.clips import ClipSpan, FrameAssembler, plan_clips
 from singer_core.pipeline.codec import VideoCodec
 from singer_core.pipeline.color import match_color
@@ -83,6 +84,7 @@ class _Run:
         self.reference = reference
         self.latent_size = (options.height // codec.downscale, options.width // codec.downscale)
         self.generator = torch.Generator("cpu").manual_seed(options.seed)
+        self.row_memo = RowMemo()  # reference rows of the write pass, the same in every clip
 
     # -- once per generation ------------------------------------------------------------------------
 
@@ -96,9 +98,10 @@ class _Run:
         return self.codec.encode(pixels).to(self.device, self.dtype)
 
     def reference_bank(self, ref_latents: torch.Tensor, conditions: Conditions):
-        """Reference-UNet write pass (timestep 0) for this clip's [reference, motion frames]."""
+        """Reference-UNet write pass (timestep 0) for this clip's [reference, motion frames]; the
+        reference rows are computed in the first clip only (bit-identical inputs, see ``RowMemo``)."""
         tokens = conditions.image_tokens
-        return self.net.reference_unet.write_bank(ref_latents, tokens[:1], tokens[1:])
+        return self.net.reference_unet.write_bank(ref_latents, tokens[:1], tokens[1:], self.row_memo)
 
     def audio_tokens(self, audio: AudioTokens, spans: list[ClipSpan]) -> torch.Tensor:
         """Audio-projection tokens ``[n, 32, dim]`` of every frame the clips cover, kept on the CPU
