@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import harness  # noqa: E402
 from benchmarks.random_weights import randomize  # noqa: E402
 from singer_core.checkpoint import parameters_on_meta  # noqa: E402
 from singer_core.config import NetConfig  # noqa: E402
@@ -54,16 +52,6 @@ BASELINE = {
     ("msm", 16): (0.016, None),
     ("sfm", 16): (0.052, None),
 }
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process (Linux)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build(module: str, device: torch.device, dtype: torch.dtype) -> nn.Module:
@@ -156,7 +144,7 @@ def measure(module: str, args) -> dict:
     part = build(module, device, dtype)
     call = make_call(module, part, args, device, dtype)
     weights_mb = sum(p.numel() * p.element_size() for p in part.parameters()) / 2**20
-    rss_before = rss_mb()
+    rss_before = harness.rss_mb()
     times, cpu_times = [], []
     with torch.inference_mode():
         first = None
@@ -182,18 +170,14 @@ def measure(module: str, args) -> dict:
         "frames": None if module.startswith("reference") else args.frames,
         "batch": 2 * (1 + N_MOTION) if module.startswith("reference") else 2 * args.frames,
         "threads": args.threads,
-        "seconds": round(min(times), 4),
-        "seconds_all": [round(t, 4) for t in times],
-        "cpu_seconds": round(min(cpu_times), 4),
-        "first_call_s": None if first is None else round(first, 4),
+        **harness.timing_fields(first, times, cpu_times),
         "weights_mb": round(weights_mb),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
     }
     if device.type == "cuda":
         row["peak_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     else:
         row["rss_after_build_mb"] = round(rss_before)
-        row["peak_mb"] = round(peak_rss_mb())
+        row["peak_mb"] = round(harness.peak_rss_mb())
     baseline = BASELINE.get((module, None if module.startswith("reference") else args.frames))
     if baseline is not None and args.resolution == 512:
         seconds, peak = baseline
@@ -231,37 +215,19 @@ def fixture_deviation(dtype_name: str) -> dict:
 
 
 def run_isolated(module: str, args) -> dict:
-    """One module in a fresh interpreter; its JSON line is returned (and printed)."""
-    command = [sys.executable, __file__, "--worker", module, "--device", args.device, "--resolution",
-               str(args.resolution), "--frames", str(args.frames), "--dtype", args.dtype, "--repeat",
-               str(args.repeat), "--threads", str(args.threads)] + (["--warmup"] if args.warmup else [])  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        row = {"module": module, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
-    else:
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-    print(json.dumps(row), flush=True)
-    return row
+    return harness.run_isolated(__file__, module, args, ["--device", args.device, "--dtype", args.dtype])
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--resolution", type=int, default=512, help="square image size (multiple of 64)")
-    parser.add_argument("--frames", type=int, default=2, help="generated frames per call (official 16)")
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
-    parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated subset of {MODULES}")
-    parser.add_argument("--repeat", type=int, default=1, help="timed calls per module (the fastest is reported)")
-    parser.add_argument("--warmup", action="store_true", help="one untimed call first")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fixture-deviation", action="store_true",
                         help="instead of timing: noise_pred error vs the official fp32 output on the denoise_step "
                              "fixture (tiny net) at --dtype")  # fmt: skip
-    parser.add_argument("--worker", choices=MODULES, help=argparse.SUPPRESS)
+    harness.add_timing_arguments(parser, MODULES)
     args = parser.parse_args(argv)
-    unknown = set(args.modules.split(",")) - set(MODULES)
-    if unknown:
-        parser.error(f"unknown modules {sorted(unknown)}; choose from {MODULES}")
+    harness.check_modules(parser, args, MODULES)
     return args
 
 
@@ -272,11 +238,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = fixture_deviation(args.dtype)
         print(json.dumps(row), flush=True)
         return [row]
-    if args.worker:
-        row = measure(args.worker, args)
-        print(json.dumps(row), flush=True)
-        return [row]
-    return [run_isolated(module, args) for module in args.modules.split(",")]
+    return harness.run_modules(args, measure, run_isolated)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,6 @@ from __future__ import annotations
 import argparse
 import importlib.machinery
 import json
-import os
-import resource
-import subprocess
 import sys
 import time
 import types
@@ -60,6 +57,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import harness  # noqa: E402
 from benchmarks.random_weights import randomize  # noqa: E402
 
 MODULES = ("reference", "denoise")
@@ -70,16 +68,6 @@ BLOCKS_3D = {  # the block types UNet3DConditionModel.from_pretrained_2d substit
     "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3,
     "mid_block_type": "UNetMidBlock3DCrossAttn",
 }
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process (Linux)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def import_official(repo: Path) -> types.SimpleNamespace:
@@ -239,7 +227,7 @@ def measure(module: str, args) -> dict:
 
     unet, call, check = (reference_call if module == "reference" else denoise_call)(official, args, randn)
     weights_mb = sum(p.numel() * p.element_size() for p in unet.parameters()) / 2**20
-    rss_before = rss_mb()
+    rss_before = harness.rss_mb()
     with torch.no_grad():
         first, times, cpu_times = timed(call, args)
     check()
@@ -252,46 +240,24 @@ def measure(module: str, args) -> dict:
         "frames": None if module == "reference" else args.frames,
         "batch": 2 * (1 + N_MOTION) if module == "reference" else 2 * args.frames,
         "threads": args.threads,
-        "seconds": round(min(times), 4),
-        "seconds_all": [round(t, 4) for t in times],
-        "cpu_seconds": round(min(cpu_times), 4),
-        "first_call_s": None if first is None else round(first, 4),
+        **harness.timing_fields(first, times, cpu_times),
         "weights_mb": round(weights_mb),
-        "load_avg_1min": round(os.getloadavg()[0], 2),
         "rss_after_build_mb": round(rss_before),
-        "peak_mb": round(peak_rss_mb()),
+        "peak_mb": round(harness.peak_rss_mb()),
     }
 
 
 def run_isolated(module: str, args) -> dict:
-    """One module in a fresh interpreter; its JSON line is returned (and printed)."""
-    command = [sys.executable, __file__, "--worker", module, "--official-repo", args.official_repo, "--resolution",
-               str(args.resolution), "--frames", str(args.frames), "--repeat", str(args.repeat), "--threads",
-               str(args.threads)] + (["--warmup"] if args.warmup else [])  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        row = {"module": module, "implementation": "official",
-               "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}  # fmt: skip
-    else:
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-    print(json.dumps(row), flush=True)
-    return row
+    extra = ["--official-repo", args.official_repo]
+    return harness.run_isolated(__file__, module, args, extra, implementation="official")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--official-repo", required=True, help="checkout of GitHub yl4467/singer")
-    parser.add_argument("--resolution", type=int, default=512, help="square image size (multiple of 64)")
-    parser.add_argument("--frames", type=int, default=2, help="generated frames per call (official 16)")
-    parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated subset of {MODULES}")
-    parser.add_argument("--repeat", type=int, default=1, help="timed calls per module (the fastest is reported)")
-    parser.add_argument("--warmup", action="store_true", help="one untimed call first")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--worker", choices=MODULES, help=argparse.SUPPRESS)
+    harness.add_timing_arguments(parser, MODULES)
     args = parser.parse_args(argv)
-    unknown = set(args.modules.split(",")) - set(MODULES)
-    if unknown:
-        parser.error(f"unknown modules {sorted(unknown)}; choose from {MODULES}")
+    harness.check_modules(parser, args, MODULES)
     if not (Path(args.official_repo) / "models" / "models" / "unet_3d_revised.py").is_file():
         parser.error(f"{args.official_repo} is not a checkout of yl4467/singer")
     return args
@@ -299,11 +265,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse(argv)
-    if args.worker:
-        row = measure(args.worker, args)
-        print(json.dumps(row), flush=True)
-        return [row]
-    return [run_isolated(module, args) for module in args.modules.split(",")]
+    return harness.run_modules(args, measure, run_isolated)
 
 
 if __name__ == "__main__":
