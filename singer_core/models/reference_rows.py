@@ -43,15 +43,12 @@ class WriteRows:
         context = tokens.repeat(count, 1, 1)
         timestep = torch.zeros(halves * count, dtype=torch.long, device=ref_latents.device)
         temb = F.silu(unet.time_embedding(unet.time_proj(timestep).to(ref_latents.dtype)))
+        blocks = [m for m in unet.modules() if isinstance(m, ReferenceTransformerBlock)]
         return cls(
             latents=ref_latents.repeat(halves, 1, 1, 1),
             latent_index=list(range(count)) * halves,
             time_bias={m: m.time_emb_proj(temb) for m in unet.modules() if isinstance(m, ResnetBlock2D)},
-            cross_kv={
-                m.attn2: (m.attn2.to_k(context), m.attn2.to_v(context))
-                for m in unet.modules()
-                if isinstance(m, ReferenceTransformerBlock)
-            },
+            cross_kv={block.attn2: block.context_kv(context) for block in blocks},
         )
 
     def __len__(self) -> int:
