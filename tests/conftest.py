@@ -15,6 +15,16 @@ DATA = Path(__file__).parent / "data"
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """``cuda`` tests are skipped (and reported as skipped) without a CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (benchmarks/gpu_check.sh runs these on one)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def fixture_json(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
