@@ -303,6 +303,9 @@ def test_vocal_separation_is_used_when_the_model_is_there(videos, synthetic_mode
     assert main(["prepare", str(videos["good"]), "--out", str(plain), "--models", str(models), "--size", str(SIZE),
                  "--no-vocal-separation", "--quiet"]) == 0
     assert not SingerDataset(plain)[0].record.vocal_separation
+    index = json.loads((out / INDEX_FILE).read_text())
+    assert index["settings"]["models"] == {"wav2vec": "wav2vec2-tiny", "face": "antelopev2",
+                                           "separator": "Kim_Vocal_2.onnx"}
 
 
 def test_missing_models_and_inputs_are_named(tmp_path, videos, capsys):
@@ -310,3 +313,6 @@ def test_missing_models_and_inputs_are_named(tmp_path, videos, capsys):
     assert "wav2vec2" in capsys.readouterr().err
     assert main(["prepare", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "d"), "--models", str(tmp_path)]) == 2
     assert "nope.mp4" in capsys.readouterr().err
+    assert main(["prepare", str(videos["good"]), "--out", str(tmp_path / "d"), "--models", str(tmp_path),
+                 "--crop-ratio", "1.5"]) == 2
+    assert "--crop-ratio" in capsys.readouterr().err

@@ -21,9 +21,10 @@ class PrepareModelFiles:
     insightface: Path
     separator: Path | None
 
-    def describe(self) -> dict[str, str | None]:
-        return {"wav2vec": self.wav2vec.name, "insightface": str(self.insightface.name),
-                "separator": self.separator.name if self.separator else None}
+    def describe(self, vocal_separation: bool) -> dict[str, str | None]:
+        """The model names that shape the data (recorded in dataset.json; a resume must use the same)."""
+        used = self.separator.name if vocal_separation and self.separator else None
+        return {"wav2vec": self.wav2vec.name, "face": self.insightface.name, "separator": used}
 
 
 def locate_prepare_models(root: str | Path) -> PrepareModelFiles:

@@ -23,6 +23,7 @@ from PIL import Image
 from singer_core.audio.features import FPS, extract_audio_features, frame_count
 from singer_core.audio.separator import separate_vocals
 from singer_core.audio.waveform import WAV2VEC_SAMPLE_RATE, prepare_waveform
+from singer_core.errors import InputError
 from singer_core.face.masks import check_output_size
 
 from . import format as fmt
@@ -46,9 +47,11 @@ class PrepareSettings:
     def __post_init__(self) -> None:
         check_output_size(self.size, self.size)
         if not 0.0 < self.crop_ratio <= 1.0:
-            raise ValueError(f"crop ratio must be in (0, 1], got {self.crop_ratio}")
-        if self.detect_every < 1 or not 1 <= self.jpeg_quality <= 100 or self.face_expand_ratio <= 0:
-            raise ValueError(f"invalid preparation settings: {self}")
+            raise InputError(f"--crop-ratio must be in (0, 1] (got {self.crop_ratio}); 0.8 is the paper's.")
+        if self.detect_every < 1:
+            raise InputError(f"--detect-every must be at least 1 (got {self.detect_every}).")
+        if not 1 <= self.jpeg_quality <= 100 or self.face_expand_ratio <= 0:
+            raise InputError(f"JPEG quality must be 1..100 and the face expand ratio positive: {self}.")
 
     def to_dict(self) -> dict:
         data = asdict(self)
