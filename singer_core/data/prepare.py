@@ -215,8 +215,8 @@ def _prepare(path: Path, ident: str, size_bytes: int, models, settings: PrepareS
         id=ident, source=str(path), source_bytes=size_bytes, frames=count, fps=FPS, size=settings.size,
         audio_layers=int(features.shape[1]), audio_hidden=int(features.shape[2]),
         vocal_separation=models.separator is not None, crop_box=list(window), face_box=conditions.face_box,
-        lip_box=conditions.lip_box, source_fps=round(info.fps, 4), source_width=info.width,
-        source_height=info.height, source_sample_rate=rate, video_frames=track.frames, audio_frames=audio_frames,
+        lip_box=conditions.lip_box, source_fps=round(info.fps, 4), source_width=track.width,
+        source_height=track.height, source_sample_rate=rate, video_frames=track.frames, audio_frames=audio_frames,
         quality=values,
     )
     data = fmt.VideoFeatures(features[:count], face_embedding(models.face, track), conditions.face_region,

@@ -2,7 +2,8 @@
 
 Frame-rate conversion picks, for output frame k (time k / 25 s after the first frame), the source frame whose
 presentation time is nearest (ties go to the earlier frame), like ffmpeg's ``fps`` filter with ``round=near``.
-This works for any constant or variable frame rate. The output covers the video's duration (last time stamp
+This works for any constant or variable frame rate. Frames are turned upright by the stream's display matrix
+(phone videos), as players show them. The output covers the video's duration (last time stamp
 plus one source frame): ``ceil(duration * 25)`` frames, so a 2 s clip gives 50 frames at any source rate.
 
 The audio is cut to the stream's duration when the header gives one (AAC decoders output whole 1024-sample
@@ -94,6 +95,13 @@ def probe_video(path: str | Path) -> VideoInfo:
                              "re-export or re-download it.", "corrupt") from error
 
 
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply the stream's display rotation (PyAV's ``frame.rotation``: degrees counterclockwise, e.g. -90 for a
+    phone video shot upright) the way players and ffmpeg's autorotate do."""
+    turns = int(round(rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
+
+
 def frames_at_fps(path: str | Path, fps: int = 25) -> Iterator[np.ndarray]:
     """HxWx3 uint8 RGB frames at ``fps``, resampled by presentation time stamps (see the module docstring)."""
     av = _av()
@@ -118,7 +126,7 @@ def frames_at_fps(path: str | Path, fps: int = 25) -> Iterator[np.ndarray]:
                     while emitted / fps < midpoint - _EPS:
                         yield previous[1]
                         emitted += 1
-                previous = (time, frame.to_ndarray(format="rgb24"))
+                previous = (time, upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0))
     except av.error.FFmpegError as error:
         raise VideoFileError(f"Cannot decode video file {path}: {error}. The file is corrupt or truncated; "
                              "re-export or re-download it.", "corrupt") from error
