@@ -311,6 +311,9 @@ def test_vocal_separation_is_used_when_the_model_is_there(videos, synthetic_mode
 def test_missing_models_and_inputs_are_named(tmp_path, videos, capsys):
     assert main(["prepare", str(videos["good"]), "--out", str(tmp_path / "d"), "--models", str(tmp_path)]) == 2
     assert "wav2vec2" in capsys.readouterr().err
+    write_tiny_wav2vec_folder(tmp_path / "wav2vec2" / "tiny")
+    assert main(["prepare", str(videos["good"]), "--out", str(tmp_path / "d"), "--models", str(tmp_path)]) == 2
+    assert "scrfd_10g_bnkps.onnx" in capsys.readouterr().err
     assert main(["prepare", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "d"), "--models", str(tmp_path)]) == 2
     assert "nope.mp4" in capsys.readouterr().err
     assert main(["prepare", str(videos["good"]), "--out", str(tmp_path / "d"), "--models", str(tmp_path),
