@@ -84,6 +84,26 @@ def write_clip(path: Path, frames: np.ndarray, fps: int, audio: torch.Tensor | N
     return write_video(path, pixels, fps, audio, rate if audio is not None else None, crf=12)
 
 
+def write_webm(path: Path, frames: np.ndarray, fps: int, audio: torch.Tensor) -> Path:
+    """VP8 video + Opus audio (48 kHz) in WebM."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libvpx", rate=fps)
+        video.width, video.height, video.pix_fmt = SIDE, SIDE, "yuv420p"
+        video.options = {"crf": "4", "b:v": "2M"}
+        sound = container.add_stream("libopus", rate=48000)
+        sound.layout = "stereo"
+        for image in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode(None))
+        source = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio.numpy()), format="fltp", layout="stereo")
+        source.sample_rate = 48000
+        resampler = av.AudioResampler(format="flt", layout="stereo", rate=48000, frame_size=960)
+        for frame in [*resampler.resample(source), *resampler.resample(None)]:
+            container.mux(sound.encode(frame))
+        container.mux(sound.encode(None))
+    return path
+
+
 @pytest.fixture(scope="module")
 def synthetic_models(tmp_path_factory) -> Path:
     return write_models(tmp_path_factory.mktemp("models"), [FACE, SECOND, SMALL])
@@ -96,6 +116,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     good = face_frames(50, [FACE])
     made = {
         "good": write_clip(folder / "good.mp4", face_frames(60, [FACE]), 30, singing(2.0)),
+        "webm": write_webm(folder / "good_vp8.webm", face_frames(48, [FACE], seed=1), 24, singing(2.0, rate=48000)),
         "blank": write_clip(folder / "blank.mkv", face_frames(50, [], background=0), 25, singing(2.0)),
         "several": write_clip(folder / "several.mov", face_frames(50, [FACE, SECOND]), 25, singing(2.0)),
         "small": write_clip(folder / "small.mp4", face_frames(50, [SMALL]), 25, singing(2.0)),
@@ -185,7 +206,8 @@ def test_record_feeds_the_model_inputs(real):
 
 def test_every_rejection_reason_is_recorded(prepared, videos):
     accepted, rejected = by_name(prepared)
-    assert set(accepted) == {"good.mp4"}
+    assert set(accepted) == {"good.mp4", "good_vp8.webm"}
+    assert accepted["good_vp8.webm"]["frames"] == 50 and accepted["good_vp8.webm"]["source_fps"] == 24.0
     expected = {"blank.mkv": "no_face", "several.mov": "several_faces", "small.mp4": "face_too_small",
                 "blurry.mp4": "blurry", "silent.mp4": "silence", "short_audio.mp4": "length_mismatch",
                 "no_audio.mp4": "no_audio", "corrupt.mp4": "corrupt"}
@@ -197,7 +219,7 @@ def test_every_rejection_reason_is_recorded(prepared, videos):
 
 
 def test_30_fps_input_gives_25_fps_frames_aligned_with_the_audio(prepared):
-    video = SingerDataset(prepared)[0]
+    video = next(v for v in SingerDataset(prepared) if v.record.source.endswith("good.mp4"))
     record = video.record
     # the AAC stream holds 2 s of song plus the encoder's 1024 priming samples: 51 frames of audio
     assert (record.frames, record.video_frames, record.audio_frames) == (50, 50, 51)
@@ -219,7 +241,7 @@ def test_rerun_is_a_no_op(prepared, videos, synthetic_models, capsys, tmp_path):
     assert main(["prepare", str(videos["good"].parent), "--out", str(prepared), "--models", str(synthetic_models),
                  "--size", str(SIZE), "--quiet"]) == 0
     table = capsys.readouterr().out
-    assert "this run: 0 accepted, 0 rejected, 9 already done" in table
+    assert "this run: 0 accepted, 0 rejected, 10 already done" in table
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in prepared.rglob("*") if p.is_file()}
     index = prepared / INDEX_FILE
     assert after.keys() == before.keys()
