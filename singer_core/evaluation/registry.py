@@ -1,0 +1,70 @@
+"""The metrics the evaluator knows: name, value columns, what each needs (a reference, weight files)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from singer_core.errors import InputError
+
+from .context import VideoContext
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric. ``compute(ctx)`` returns ``{column: value}`` for one video.
+
+    ``weights`` are paths relative to the models folder (``--models``); when one is missing the metric
+    is skipped with a message naming it. ``needs_reference``: skipped without ``--reference``.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    compute: Callable[[VideoContext], dict[str, float]] | None
+    needs_reference: bool = False
+    weights: tuple[str, ...] = ()
+    description: str = ""
+    # Set-level metrics (FVD): ``collect(ctx)`` per video, then ``finish(collected, resources)`` once.
+    collect: Callable[[VideoContext], Any] | None = None
+    finish: Callable[[list, Any], dict[str, float]] | None = None
+
+    @property
+    def set_level(self) -> bool:
+        return self.finish is not None
+
+
+def _psnr_ssim(ctx: VideoContext) -> dict[str, float]:
+    from .fidelity import psnr_ssim
+
+    return ctx.cached("psnr_ssim", lambda: psnr_ssim(ctx.frames(), ctx.reference_frames(), ctx.resources.device))
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    METRICS[metric.name] = metric
+    return metric
+
+
+register(Metric("psnr", ("psnr",), lambda ctx: {"psnr": _psnr_ssim(ctx)["psnr"]}, needs_reference=True,
+                description="PSNR (dB) against the reference, per frame, averaged"))
+register(Metric("ssim", ("ssim",), lambda ctx: {"ssim": _psnr_ssim(ctx)["ssim"]}, needs_reference=True,
+                description="SSIM against the reference, per frame, averaged"))
+
+# Names a user may type for a metric that reports several columns.
+ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}
+
+
+def select_metrics(names: list[str] | str | None) -> list[Metric]:
+    """The metrics named (comma-separated string or list; None = all), in registry order."""
+    if names is None:
+        return list(METRICS.values())
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    wanted = {ALIASES.get(n.strip().lower(), n.strip().lower()) for n in names}
+    unknown = sorted(wanted - set(METRICS))
+    if unknown:
+        raise InputError(f"Unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}.")
+    return [m for m in METRICS.values() if m.name in wanted]
