@@ -53,6 +53,15 @@ register(Metric("psnr", ("psnr",), lambda ctx: {"psnr": _psnr_ssim(ctx)["psnr"]}
 register(Metric("ssim", ("ssim",), lambda ctx: {"ssim": _psnr_ssim(ctx)["ssim"]}, needs_reference=True,
                 description="SSIM against the reference, per frame, averaged"))
 
+
+def _cpbd(ctx: VideoContext) -> dict[str, float]:
+    from .sharpness import video_cpbd
+
+    return {"cpbd": video_cpbd(ctx.frames())}
+
+
+register(Metric("cpbd", ("cpbd",), _cpbd, description="CPBD sharpness of the generated frames, averaged"))
+
 # Names a user may type for a metric that reports several columns.
 ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}
 
