@@ -32,6 +32,14 @@ class Resources:
             raise ModelFileMissingError(f"weights file missing: put it at '{path}'")
         return path
 
+    def face_models(self):
+        """The detector + landmark models (``MODELS/insightface/models/antelopev2``), loaded once."""
+        from .landmarks import FACE_WEIGHTS, LandmarkModels
+
+        if "face" not in self.loaded:
+            self.loaded["face"] = LandmarkModels.load(self.weight_path(FACE_WEIGHTS[0]).parent)
+        return self.loaded["face"]
+
     def get(self, key: str, loader):
         """Load a network once (``loader()``) and keep it for the next videos."""
         if key not in self.loaded:
@@ -60,6 +68,18 @@ class VideoContext:
         if self.pair.reference is None:
             raise InputError("this metric needs a reference video (pass --reference DIR)")
         return iter_frames(self.pair.reference)
+
+    def landmarks(self):
+        """[T, 106, 2] landmarks of the generated video."""
+        from .landmarks import track_landmarks
+
+        return self.cached("landmarks", lambda: track_landmarks(self.resources.face_models(), self.frames()))
+
+    def reference_landmarks(self):
+        from .landmarks import track_landmarks
+
+        return self.cached("reference_landmarks",
+                           lambda: track_landmarks(self.resources.face_models(), self.reference_frames()))
 
     @property
     def fps(self) -> float:

@@ -102,6 +102,15 @@ def video_fps(path: str | Path) -> float:
         return float(rate)
 
 
+def frame_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the first video stream."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return int(stream.codec_context.width), int(stream.codec_context.height)
+
+
 def read_audio_track(path: str | Path) -> tuple[np.ndarray, int] | None:
     """The audio track as mono float32 in [-1, 1] and its sample rate, or None when there is none."""
     import av

@@ -9,6 +9,7 @@ from typing import Any
 from singer_core.errors import InputError
 
 from .context import VideoContext
+from .landmarks import FACE_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,36 @@ def _cpbd(ctx: VideoContext) -> dict[str, float]:
 
 
 register(Metric("cpbd", ("cpbd",), _cpbd, description="CPBD sharpness of the generated frames, averaged"))
+
+
+def _bas(ctx: VideoContext) -> dict[str, float]:
+    from .motion import bas
+
+    audio, rate = ctx.audio()
+    return {"bas": bas(ctx.landmarks(), audio, rate, ctx.fps)}
+
+
+def _lmd(ctx: VideoContext) -> dict[str, float]:
+    from .media import frame_size
+    from .motion import lmd
+
+    gen_w = frame_size(ctx.pair.generated)[0]
+    ref_w = frame_size(ctx.pair.reference)[0]
+    return {"lmd": lmd(ctx.landmarks(), ctx.reference_landmarks(), scale=gen_w / ref_w)}
+
+
+def _diversity(ctx: VideoContext) -> dict[str, float]:
+    from .motion import diversity
+
+    return {"diversity": diversity(ctx.landmarks())}
+
+
+register(Metric("lmd", ("lmd",), _lmd, needs_reference=True, weights=FACE_WEIGHTS,
+                description="mouth landmark distance to the reference (pixels)"))
+register(Metric("diversity", ("diversity",), _diversity, weights=FACE_WEIGHTS,
+                description="std of the landmarks over time (pixels)"))
+register(Metric("bas", ("bas",), _bas, weights=FACE_WEIGHTS,
+                description="beat align score of head/landmark motion and music beats (Bailando)"))
 
 # Names a user may type for a metric that reports several columns.
 ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}
