@@ -28,7 +28,12 @@ def _unavailable(metric: Metric, resources: Resources, has_reference: bool) -> s
     """Why ``metric`` cannot run in this setting, or None."""
     if metric.needs_reference and not has_reference:
         return "needs reference videos (pass --reference DIR / reference_dir=...)"
-    for relative in metric.weights:
+    weights = list(metric.weights)
+    if metric.needs_faces_unless_crops and not resources.face_crops:
+        from .landmarks import FACE_WEIGHTS
+
+        weights += FACE_WEIGHTS
+    for relative in weights:
         try:
             resources.weight_path(relative)
         except SingerError as error:

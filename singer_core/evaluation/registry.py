@@ -10,6 +10,7 @@ from singer_core.errors import InputError
 
 from .context import VideoContext
 from .landmarks import FACE_WEIGHTS
+from .syncnet import SYNCNET_FILE
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Metric:
     needs_reference: bool = False
     weights: tuple[str, ...] = ()
     description: str = ""
+    # Needs the face models too, except in --face-crops mode (LSE).
+    needs_faces_unless_crops: bool = False
     # Set-level metrics (FVD): ``collect(ctx)`` per video, then ``finish(collected, resources)`` once.
     collect: Callable[[VideoContext], Any] | None = None
     finish: Callable[[list, Any], dict[str, float]] | None = None
@@ -92,6 +95,21 @@ register(Metric("diversity", ("diversity",), _diversity, weights=FACE_WEIGHTS,
                 description="std of the landmarks over time (pixels)"))
 register(Metric("bas", ("bas",), _bas, weights=FACE_WEIGHTS,
                 description="beat align score of head/landmark motion and music beats (Bailando)"))
+
+
+def _lse(ctx: VideoContext) -> dict[str, float]:
+    from .syncnet import load_syncnet, video_sync_scores
+
+    res = ctx.resources
+    net = res.get("syncnet", lambda: load_syncnet(res.weight_path(SYNCNET_FILE), res.device))
+    faces = None if res.face_crops else res.face_models()
+    scores = video_sync_scores(net, ctx.pair.generated, faces)
+    return {"lse_d": scores.lse_d, "lse_c": scores.lse_c}
+
+
+register(Metric("lse", ("lse_d", "lse_c"), _lse, weights=(SYNCNET_FILE,),
+                needs_faces_unless_crops=True,
+                description="SyncNet lip-sync distance (LSE-D, lower is better) and confidence (LSE-C)"))
 
 # Names a user may type for a metric that reports several columns.
 ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}
