@@ -8,6 +8,7 @@ from typing import Any
 
 from singer_core.errors import InputError
 
+from . import multiscale
 from .context import VideoContext
 from .landmarks import FACE_WEIGHTS
 from .syncnet import SYNCNET_FILE
@@ -110,6 +111,17 @@ def _lse(ctx: VideoContext) -> dict[str, float]:
 register(Metric("lse", ("lse_d", "lse_c"), _lse, weights=(SYNCNET_FILE,),
                 needs_faces_unless_crops=True,
                 description="SyncNet lip-sync distance (LSE-D, lower is better) and confidence (LSE-C)"))
+
+
+def _ms_sync(ctx: VideoContext) -> dict[str, float]:
+    from .multiscale import ms_sync
+
+    audio, rate = ctx.audio()
+    return ms_sync(ctx.landmarks(), audio, rate, ctx.fps)
+
+
+register(Metric("ms_sync", tuple(multiscale.columns()), _ms_sync, weights=FACE_WEIGHTS,
+                description="multi-scale correlation of the song's loudness with mouth opening and head speed"))
 
 # Names a user may type for a metric that reports several columns.
 ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}
