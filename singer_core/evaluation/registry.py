@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from singer_core.errors import InputError
 
 from . import multiscale
 from .context import VideoContext
+from .fvd import I3D_FILE
 from .landmarks import FACE_WEIGHTS
 from .syncnet import SYNCNET_FILE
 
@@ -122,6 +125,30 @@ def _ms_sync(ctx: VideoContext) -> dict[str, float]:
 
 register(Metric("ms_sync", tuple(multiscale.columns()), _ms_sync, weights=FACE_WEIGHTS,
                 description="multi-scale correlation of the song's loudness with mouth opening and head speed"))
+
+
+def _fvd_collect(ctx: VideoContext):
+    from .fvd import i3d_features, load_i3d
+
+    res = ctx.resources
+    detector = res.get("i3d", lambda: load_i3d(res.weight_path(I3D_FILE), res.device))
+    return (i3d_features(detector, ctx.frames(), res.device),
+            i3d_features(detector, ctx.reference_frames(), res.device))
+
+
+def _fvd_finish(collected: list, resources) -> dict[str, float]:
+    from .fvd import fvd
+
+    if not collected:
+        raise ValueError("no video could be read for FVD")
+    generated = np.concatenate([g for g, _ in collected])
+    reference = np.concatenate([r for _, r in collected])
+    return {"fvd": fvd(generated, reference), "fvd_clips": float(len(generated))}
+
+
+register(Metric("fvd", ("fvd",), None, needs_reference=True, weights=(I3D_FILE,),
+                collect=_fvd_collect, finish=_fvd_finish,
+                description="Frechet video distance to the reference set (I3D, StyleGAN-V protocol)"))
 
 # Names a user may type for a metric that reports several columns.
 ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}
