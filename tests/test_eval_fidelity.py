@@ -107,3 +107,28 @@ def test_cli_evaluate(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "r.json").read_text())["columns"] == ["psnr"]
     assert main(["evaluate", "--generated", str(tmp_path / "missing"), "--out", str(tmp_path / "r.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_resumes_from_the_parts_of_a_previous_run(tmp_path, monkeypatch):
+    import dataclasses
+    import os
+
+    from singer_core.evaluation import METRICS
+
+    clip = _frames(7, t=3, h=32, w=32)
+    for name in ("a", "b"):
+        _write(tmp_path / "gen" / f"{name}.mp4", clip)
+    first = evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False)
+    assert sorted(p.name for p in (tmp_path / "r.parts").iterdir()) == ["a.json", "b.json"]
+    calls = []
+    original = METRICS["cpbd"].compute
+    counting = dataclasses.replace(METRICS["cpbd"], compute=lambda ctx: calls.append(ctx.pair.name) or original(ctx))
+    monkeypatch.setitem(METRICS, "cpbd", counting)
+    again = evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False)
+    assert calls == [] and again.means == first.means
+    stat = (tmp_path / "gen" / "b.mp4").stat()
+    os.utime(tmp_path / "gen" / "b.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # b changed
+    evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False)
+    assert calls == ["b"]
+    evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False, fresh=True)
+    assert calls == ["b", "a", "b"]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def _reference_fvd(mu_gen, sigma_gen, mu_real, sigma_real) -> float:
     """StyleGAN-V's formula, verbatim in meaning: scipy sqrtm of the product, real part."""
     m = np.square(mu_gen - mu_real).sum()
-    s, _ = scipy.linalg.sqrtm(np.dot(sigma_gen, sigma_real), disp=False)
+    s = scipy.linalg.sqrtm(np.dot(sigma_gen, sigma_real))
     return float(np.real(m + np.trace(sigma_gen + sigma_real - s * 2)))
 
 
@@ -100,6 +100,9 @@ def test_evaluate_fvd_set_level(detector_file, tmp_path):
     gen = np.concatenate([i3d_features(detector, iter_frames(tmp_path / "gen" / f"v{i}.mp4")) for i in range(3)])
     ref = np.concatenate([i3d_features(detector, iter_frames(tmp_path / "ref" / f"v{i}.mp4")) for i in range(3)])
     assert report.set_values["fvd"] == pytest.approx(fvd(gen, ref), rel=1e-9)
+    resumed = [evaluate(tmp_path / "gen", tmp_path / "ref", metrics="fvd", models=tmp_path / "models", progress=False,
+                        out=tmp_path / "r.json") for _ in range(2)]  # the second run reads the kept features
+    assert resumed[1].set_values == resumed[0].set_values == report.set_values
     same = evaluate(tmp_path / "gen", tmp_path / "gen", metrics="fvd", models=tmp_path / "models", progress=False)
     assert abs(same.set_values["fvd"]) < 1e-6 * report.set_values["fvd"]
 

@@ -33,7 +33,8 @@ class Metric:
     description: str = ""
     # Needs the face models too, except in --face-crops mode (LSE).
     needs_faces_unless_crops: bool = False
-    # Set-level metrics (FVD): ``collect(ctx)`` per video, then ``finish(collected, resources)`` once.
+    # Set-level metrics (FVD): ``collect(ctx)`` per video (a tuple of numpy arrays, kept for resuming),
+    # then ``finish(collected, resources)`` once.
     collect: Callable[[VideoContext], Any] | None = None
     finish: Callable[[list, Any], dict[str, float]] | None = None
 
