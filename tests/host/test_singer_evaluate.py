@@ -43,3 +43,23 @@ def test_evaluate_node_needs_a_video(comfy_server, run_prompt):
     outcome = run_prompt(prompt)
     assert outcome.status == "error"
     assert "Connect the generated video" in str(outcome.error)
+
+
+def test_evaluate_node_reads_a_video_with_its_own_audio(comfy_server, input_dir, face_pack, run_prompt):
+    import shutil
+    from pathlib import Path
+
+    crops = Path(__file__).resolve().parents[1] / "fixtures" / "metrics" / "syncnet_crops.mp4"
+    shutil.copy(crops, input_dir / "eval_crops.mp4")  # 40 frames, 25 fps, AAC audio
+    prompt = Prompt()
+    video = prompt.add("LoadVideo", file="eval_crops.mp4")
+    faces = prompt.add("SingerFaceAnalyzerLoader", model_pack=face_pack)
+    evaluate = prompt.add("SingerEvaluate", video=Prompt.out(video), fps=1.0, reference_video=Prompt.out(video),
+                          face_analyzer=Prompt.out(faces))
+    outcome = run_prompt(prompt, timeout=300)
+    assert outcome.status == "success", outcome.error
+    (text,) = outcome.outputs[evaluate]["text"]
+    values = dict(line.split(": ", 1) for line in text.splitlines())
+    assert values["psnr"] == "inf" and float(values["ssim"]) == 1.0, text
+    # The VIDEO's own track reached BAS/MS-Sync (they run and, on static landmarks, report why they have no value).
+    assert "no audio connected" not in text and "bas" in values and "ms_sync" in values, text
