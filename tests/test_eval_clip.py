@@ -47,3 +47,11 @@ def test_landmark_metrics_with_face_models(tmp_path):
     assert "bas" in result.skipped and "ms_sync" in result.skipped
     no_audio = evaluate_clip(_frames(2), 25.0, face_models=models)
     assert no_audio.skipped["bas/ms_sync"] == "no audio connected"
+
+
+def test_metrics_that_cannot_run_on_the_clip_are_listed(tmp_path):
+    models = LandmarkModels.load(write_antelopev2(tmp_path / "antelopev2"))
+    one_frame = evaluate_clip(_frames(3, frames=1), 25.0, face_models=models)
+    assert "at least two frames" in one_frame.skipped["diversity"] and "cpbd" in one_frame.values
+    blank = evaluate_clip(torch.full((3, 128, 128, 3), 0.5), 25.0, face_models=models)  # no face anywhere
+    assert "no face was found" in blank.skipped["diversity/bas/ms_sync"]

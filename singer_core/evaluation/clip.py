@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from singer_core.errors import InputError
+from singer_core.errors import InputError, SingerError
 
 
 @dataclass
@@ -51,27 +51,35 @@ def evaluate_clip(
 
     pixels = _uint8(frames)
     result = ClipEvaluation()
+
+    def attempt(name: str, compute) -> bool:
+        """Run one metric; a metric that cannot be computed on this clip is listed with the reason."""
+        try:
+            result.values.update(compute())
+            return True
+        except (SingerError, ValueError) as error:
+            result.skipped[name] = str(error)
+            return False
+
     if reference is not None:
-        values = psnr_ssim(iter(pixels), iter(_uint8(reference)))
-        result.values.update(psnr=values["psnr"], ssim=values["ssim"])
+        attempt("psnr/ssim", lambda: {k: v for k, v in psnr_ssim(iter(pixels), iter(_uint8(reference))).items()
+                                      if k in ("psnr", "ssim")})
     else:
         result.skipped["psnr/ssim"] = "no reference video connected"
-    result.values["cpbd"] = video_cpbd(pixels)
+    attempt("cpbd", lambda: {"cpbd": video_cpbd(pixels)})
     if face_models is None:
         result.skipped["diversity/bas/ms_sync"] = "no face analyzer connected (landmarks needed)"
         return result
     from .landmarks import track_landmarks
 
-    points = track_landmarks(face_models, pixels)
-    result.values["diversity"] = diversity(points)
+    points = []
+    if not attempt("diversity/bas/ms_sync", lambda: points.append(track_landmarks(face_models, pixels)) or {}):
+        return result
+    attempt("diversity", lambda: {"diversity": diversity(points[0])})
     if audio is None:
         result.skipped["bas/ms_sync"] = "no audio connected"
         return result
     samples, rate = audio
-    for name, compute in (("bas", lambda: {"bas": bas(points, samples, rate, fps)}),
-                          ("ms_sync", lambda: ms_sync(points, samples, rate, fps))):
-        try:
-            result.values.update(compute())
-        except ValueError as error:
-            result.skipped[name] = str(error)
+    attempt("bas", lambda: {"bas": bas(points[0], samples, rate, fps)})
+    attempt("ms_sync", lambda: ms_sync(points[0], samples, rate, fps))
     return result
