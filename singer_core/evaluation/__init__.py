@@ -75,15 +75,17 @@ def evaluate(
 
     ``metrics``: names (list or comma-separated; None = every metric that can run); ``models``: the
     models folder (ComfyUI's ``models/`` layout) holding the weight files; ``face_crops``: the videos are
-    already 224x224 face crops (LSE skips face detection). Returns the report; writes it when ``out``.
+    already 224x224 face crops (LSE skips face detection); ``device``: where SyncNet, I3D and the batched
+    SSIM run (default: CUDA when available). Returns the report; writes it when ``out``.
     With ``out``, finished videos are kept in ``<out>.parts/`` and reused by the next run with the same
     files and metrics (resume); ``fresh=True`` recomputes everything.
     """
     from tqdm import tqdm
 
     pairs = pair_videos(generated_dir, reference_dir)
-    resources = Resources(models=Path(models) if models else None,
-                          device=torch.device(device) if device else torch.device("cpu"), face_crops=face_crops)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resources = Resources(models=Path(models) if models else None, device=torch.device(device), face_crops=face_crops)
     explicit = metrics is not None
     skipped: dict[str, str] = {}
     active: list[Metric] = []

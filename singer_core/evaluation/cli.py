@@ -18,7 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="videos are already 224x224 face crops: LSE skips face detection")
     parser.add_argument("--fresh", action="store_true",
                         help="recompute every video (default: reuse the finished ones kept in REPORT.parts/)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.set_defaults(handler=run)
     return parser
 
