@@ -35,11 +35,18 @@ def _unavailable(metric: Metric, resources: Resources, has_reference: bool) -> s
         from .landmarks import FACE_WEIGHTS
 
         weights += FACE_WEIGHTS
+    missing = []
     for relative in weights:
         try:
             resources.weight_path(relative)
         except SingerError as error:
-            return str(error)
+            missing.append((relative, str(error)))
+    if len(missing) == 1:
+        return missing[0][1]
+    if missing:
+        where = resources.models if resources.models is not None else Path("DIR")
+        return "weights files missing: put " + ", ".join(f"'{where / rel}'" for rel, _ in missing) + \
+            ("" if resources.models is not None else " (pass --models DIR)")
     return None
 
 
