@@ -45,7 +45,7 @@ def evaluate_clip(
     """Metrics of ``frames`` [T, H, W, 3]; ``audio`` = (mono samples, rate); ``reference`` frames for PSNR/SSIM;
     ``face_models`` (anything with ``.detector``/``.landmarker``) for the landmark metrics."""
     from .fidelity import psnr_ssim
-    from .motion import bas, diversity
+    from .motion import diversity, head_bas
     from .multiscale import ms_sync
     from .sharpness import video_cpbd
 
@@ -80,6 +80,6 @@ def evaluate_clip(
         result.skipped["bas/ms_sync"] = "no audio connected"
         return result
     samples, rate = audio
-    attempt("bas", lambda: {"bas": bas(points[0], samples, rate, fps)})
+    attempt("bas", lambda: {"bas": head_bas(points[0], samples, rate, fps)})
     attempt("ms_sync", lambda: ms_sync(points[0], samples, rate, fps))
     return result

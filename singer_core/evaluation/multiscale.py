@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from singer_core.face.landmarks import LEFT_EYE, MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER, RIGHT_EYE
+
+from .landmarks import HEAD_POINTS, INNER_LIP
+
 BASE_WINDOW_S = 0.2
 LEVELS = 4
 MIN_SAMPLES = 8
-INNER_LIP = slice(64, 72)
-CORNERS = (52, 61)
-LEFT_EYE, RIGHT_EYE = slice(33, 43), slice(87, 97)
-RIGID = np.r_[0:52, 72:106]
+CORNERS = (MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER)
 
 
 def columns() -> list[str]:
@@ -62,7 +63,7 @@ def head_speed(points: np.ndarray) -> np.ndarray:
     (first frame = second)."""
     points = np.asarray(points, dtype=np.float64)
     eyes = np.linalg.norm(points[:, LEFT_EYE].mean(axis=1) - points[:, RIGHT_EYE].mean(axis=1), axis=1)
-    rigid = points[:, RIGID]
+    rigid = points[:, HEAD_POINTS]
     speed = np.linalg.norm(rigid[1:] - rigid[:-1], axis=2).mean(axis=1) / np.maximum(eyes[1:], 1e-9)
     return np.concatenate([speed[:1], speed])
 

@@ -73,10 +73,10 @@ register(Metric("cpbd", ("cpbd",), _cpbd, description="CPBD sharpness of the gen
 
 
 def _bas(ctx: VideoContext) -> dict[str, float]:
-    from .motion import bas
+    from .motion import head_bas
 
     audio, rate = ctx.audio()
-    return {"bas": bas(ctx.landmarks(), audio, rate, ctx.fps)}
+    return {"bas": head_bas(ctx.landmarks(), audio, rate, ctx.fps)}
 
 
 def _lmd(ctx: VideoContext) -> dict[str, float]:
