@@ -202,7 +202,8 @@ class SyncScores:
 def sync_scores(net: SyncNet, frames_bgr: np.ndarray, audio: np.ndarray, vshift: int = VSHIFT) -> SyncScores:
     """Scores of [T, 224, 224, 3] BGR uint8 face crops and their int16 16 kHz audio."""
     if frames_bgr.shape[1:] != (CROP, CROP, 3):
-        raise InputError(f"SyncNet needs 224x224 face crops (got {frames_bgr.shape[2]}x{frames_bgr.shape[1]}).")
+        raise InputError(f"SyncNet needs 224x224 face crops (got {frames_bgr.shape[2]}x{frames_bgr.shape[1]}); "
+                         "without --face-crops the face is found and cropped first.")
     device = next(net.parameters()).device
     coefficients = torch.from_numpy(mfcc(audio)).float()
     windows = min(len(frames_bgr), len(audio) // (SAMPLE_RATE // FPS)) - WINDOW
