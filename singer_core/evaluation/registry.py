@@ -46,7 +46,8 @@ class Metric:
 def _psnr_ssim(ctx: VideoContext) -> dict[str, float]:
     from .fidelity import psnr_ssim
 
-    return ctx.cached("psnr_ssim", lambda: psnr_ssim(ctx.frames(), ctx.reference_frames(), ctx.resources.device))
+    return ctx.cached("psnr_ssim", lambda: psnr_ssim(ctx.frames("psnr/ssim"), ctx.reference_frames(),
+                                                                ctx.resources.device))
 
 
 METRICS: dict[str, Metric] = {}
@@ -66,7 +67,7 @@ register(Metric("ssim", ("ssim",), lambda ctx: {"ssim": _psnr_ssim(ctx)["ssim"]}
 def _cpbd(ctx: VideoContext) -> dict[str, float]:
     from .sharpness import video_cpbd
 
-    return {"cpbd": video_cpbd(ctx.frames())}
+    return {"cpbd": video_cpbd(ctx.frames("cpbd"))}
 
 
 register(Metric("cpbd", ("cpbd",), _cpbd, description="CPBD sharpness of the generated frames, averaged"))
@@ -133,8 +134,8 @@ def _fvd_collect(ctx: VideoContext):
 
     res = ctx.resources
     detector = res.get("i3d", lambda: load_i3d(res.weight_path(I3D_FILE), res.device))
-    return (i3d_features(detector, ctx.frames(), res.device),
-            i3d_features(detector, ctx.reference_frames(), res.device))
+    return (i3d_features(detector, ctx.frames("fvd"), res.device),
+            i3d_features(detector, ctx.reference_frames("fvd reference"), res.device))
 
 
 def _fvd_finish(collected: list, resources) -> dict[str, float]:
