@@ -43,11 +43,16 @@ class Metric:
         return self.finish is not None
 
 
-def _psnr_ssim(ctx: VideoContext) -> dict[str, float]:
-    from .fidelity import psnr_ssim
+def _fidelity(name: str):
+    """PSNR or SSIM of one video against its reference (each computed only when asked for)."""
 
-    return ctx.cached("psnr_ssim", lambda: psnr_ssim(ctx.frames("psnr/ssim"), ctx.reference_frames(),
-                                                                ctx.resources.device))
+    def compute(ctx: VideoContext) -> dict[str, float]:
+        from .fidelity import psnr_ssim
+
+        values = psnr_ssim(ctx.frames(name), ctx.reference_frames(), ctx.resources.device, metrics=(name,))
+        return {name: values[name]}
+
+    return compute
 
 
 METRICS: dict[str, Metric] = {}
@@ -58,9 +63,9 @@ def register(metric: Metric) -> Metric:
     return metric
 
 
-register(Metric("psnr", ("psnr",), lambda ctx: {"psnr": _psnr_ssim(ctx)["psnr"]}, needs_reference=True,
+register(Metric("psnr", ("psnr",), _fidelity("psnr"), needs_reference=True,
                 description="PSNR (dB) against the reference, per frame, averaged"))
-register(Metric("ssim", ("ssim",), lambda ctx: {"ssim": _psnr_ssim(ctx)["ssim"]}, needs_reference=True,
+register(Metric("ssim", ("ssim",), _fidelity("ssim"), needs_reference=True,
                 description="SSIM against the reference, per frame, averaged"))
 
 
