@@ -21,7 +21,7 @@ def _output_slot(comfy_server, class_type: str, name: str) -> int:
 
 def _both_paths(comfy_server, singer_models) -> tuple[dict, dict]:
     """The shipped workflow up to the sampler, then both ways to a saved video, and the VIDEO's components."""
-    prompt = _fast_workflow(comfy_server, singer_models)
+    prompt = _fast_workflow(comfy_server, singer_models, steps=1)
     for node_id in [k for k, v in prompt.items() if v["class_type"] in REPLACED]:
         del prompt[node_id]
     for node in prompt.values():  # nothing left depends on what was removed
