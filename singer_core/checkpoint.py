@@ -174,11 +174,10 @@ def msm_sized_like(config: NetConfig, state_dict: Mapping[str, torch.Tensor]) ->
     buffer = state_dict.get(MSM_BUFFER_KEY)
     if config.msm is None or buffer is None or buffer.dim() != 5:
         return config
-    _, _, channel, dct_h, dct_w = config.msm  # constructor order: batchsize, nframes, channel, dct_h, dct_w
-    batchsize, buffer_channel, nframes, height, width = buffer.shape
-    if (buffer_channel, height, width) != (channel, dct_h, dct_w):
+    batchsize, channel, nframes, height, width = buffer.shape  # buffer layout: [batchsize, channel, nframes, H, W]
+    if (channel, height, width) != (config.msm.channel, config.msm.dct_h, config.msm.dct_w):
         return config  # a real mismatch: reported by the key/shape check
-    return dataclasses.replace(config, msm=[batchsize, nframes, channel, dct_h, dct_w])
+    return dataclasses.replace(config, msm=dataclasses.replace(config.msm, batchsize=batchsize, nframes=nframes))
 
 
 def _config_from_metadata(metadata: Mapping[str, str], kind: str, source: str) -> NetConfig:

@@ -3,7 +3,8 @@
 The official ``DWT_2D('haar')`` returns ``(LL, LH, HL, HH)`` and rebuilds its
 transform matrices on every call. We wrap pytorch_wavelets' filter-bank
 implementation instead (built once, filters follow ``.to()``) and map its
-``(yl, yh)`` output to the official order (fixtures README section 1):
+``(yl, yh)`` output to the official order (fixtures README section 1); this module is the one home of that
+order (``SUBBANDS``) and of the mapping (``PYTORCH_WAVELETS_HIGH_INDEX``):
 ``LL = yl``, ``LH = yh[:, :, 1]``, ``HL = yh[:, :, 0]``, ``HH = yh[:, :, 2]``.
 """
 
@@ -76,6 +77,12 @@ DWTForward, DWTInverse = _pytorch_wavelets.DWTForward, _pytorch_wavelets.DWTInve
 
 Bands = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
+# The official DWT_2D return order; MSM/SFM scale sub-band k with their k-th weight (docs/official_quirks.md).
+SUBBANDS = ("LL", "LH", "HL", "HH")
+# Where pytorch_wavelets' DWTForward puts each high band: yh[0][:, :, index] (measured, fixtures README section 1).
+PYTORCH_WAVELETS_HIGH_INDEX = {"HL": 0, "LH": 1, "HH": 2}
+_HIGH_BANDS_IN_PYTORCH_WAVELETS_ORDER = tuple(sorted(PYTORCH_WAVELETS_HIGH_INDEX, key=PYTORCH_WAVELETS_HIGH_INDEX.get))
+
 
 def _filters_not_in_state_dict(module: nn.Module) -> nn.Module:
     """Keep the fixed Haar filters out of ``state_dict`` (the official checkpoint has no such keys)."""
@@ -105,7 +112,7 @@ class HaarDWT(nn.Module):
     def forward(self, x: torch.Tensor) -> Bands:
         _check_even(x, "Haar DWT input")
         low, (high,) = self.transform(x)
-        return low, high[:, :, 1], high[:, :, 0], high[:, :, 2]
+        return (low, *(high[:, :, PYTORCH_WAVELETS_HIGH_INDEX[band]] for band in SUBBANDS[1:]))
 
 
 class HaarIDWT(nn.Module):
@@ -119,7 +126,8 @@ class HaarIDWT(nn.Module):
         shapes = {tuple(band.shape) for band in (ll, lh, hl, hh)}
         if len(shapes) != 1:
             raise InputError(f"Haar IDWT: the four bands must have the same shape, got {sorted(shapes)}.")
-        return self.transform((ll, [torch.stack([hl, lh, hh], dim=2)]))
+        high = {"LH": lh, "HL": hl, "HH": hh}
+        return self.transform((ll, [torch.stack([high[band] for band in _HIGH_BANDS_IN_PYTORCH_WAVELETS_ORDER], 2)]))
 
 
 def pad_to_even(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
