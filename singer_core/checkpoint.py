@@ -168,7 +168,7 @@ def msm_sized_like(config: NetConfig, state_dict: Mapping[str, torch.Tensor]) ->
     """Take the MSM buffer's batch and frame sizes from the checkpoint.
 
     Only the buffer's sum over those two axes matters (README section 2), and they follow
-    the training setup (quirk 6: ``train_bs`` x ``n_sample_frames`` builds [6, 4, 14, 64, 64]
+    the training setup (quirk 6 of docs/official_quirks.md: ``train_bs`` x ``n_sample_frames`` builds [6, 4, 14, 64, 64]
     where inference builds [1, 4, 14, 64, 64]), so any such buffer is accepted.
     """
     buffer = state_dict.get(MSM_BUFFER_KEY)

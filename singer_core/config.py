@@ -119,7 +119,7 @@ class SfmConfig:
 
     ``channels`` is the mid-block width (``block_out_channels[-1]``, 1280 for SD 1.5) and ``heads`` the last
     ``attention_head_dim`` (8 for SD 1.5): its fc acts on the latent width, so the official code needs
-    ``width == heads`` (quirk 7); ``chunks`` is one weight per Haar sub-band.
+    ``width == heads`` (quirk 7 of docs/official_quirks.md); ``chunks`` is one weight per Haar sub-band.
     """
 
     channels: int = 1280

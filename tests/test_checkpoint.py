@@ -222,7 +222,8 @@ def test_load_reports_missing_keys(tmp_path):
 
 
 def test_msm_buffer_of_any_batch_and_frame_size_loads(tmp_path):
-    """A training-shaped MSM buffer (quirk 6) loads; only its sum over batch and frames matters."""
+    """A training-shaped MSM buffer (quirk 6 of docs/official_quirks.md) loads; only its sum over batch and frames
+    matters."""
     state_dict = tiny_net_state_dict()
     native = state_dict["audioembed.dct_layer.weight"]  # [1, 4, 3, 32, 32]
     spread = native.sum((0, 2), keepdim=True).expand(2, -1, 5, -1, -1) / 10

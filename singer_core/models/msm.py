@@ -55,7 +55,7 @@ def _resample_energy_matched(weight_sum: torch.Tensor, height: int, width: int) 
     """Resize ``[c, H, W]`` to ``[c, height, width]``; identity at the native size.
 
     Bilinear resize, then every (channel, quarter of rows) block is rescaled to its native
-    L2 norm: for i.i.d. unit noise latents (what MSM sees at inference, quirk 6) each pooled
+    L2 norm: for i.i.d. unit noise latents (what MSM sees at inference, quirk 6 of docs/official_quirks.md) each pooled
     value is then distributed exactly as at the native size.
     """
     if tuple(weight_sum.shape[-2:]) == (height, width):

@@ -1,7 +1,7 @@
 """SINGER's Spectral Filter Module (SFM): wavelet-domain filtering of the UNet mid-block output.
 
 Official class: ``hidden_spectral_weighting`` in ``unet_3d_revised.py`` (the denoising UNet's
-``hidden_spectral_weighting``), see fixtures README section 3 and quirk 7.
+``hidden_spectral_weighting``), see fixtures README section 3 and quirk 7 of docs/official_quirks.md.
 """
 
 from __future__ import annotations
