@@ -13,16 +13,19 @@ Each scenario is what a user's environment looks like after ComfyUI-Manager inst
 3. ``pip install -r requirements.txt`` and ``python install.py``, as the Manager runs them;
 4. a real ComfyUI server started by that venv's Python with the pack in ``custom_nodes/``: its log must have no
    ``IMPORT FAILED`` and every SINGER node must be registered; then the shipped workflow (``workflows/singer.json``,
-   the host tests' fast settings: tiny random models, 64x64, 2 steps) must run to a saved video.
+   the host tests' fast settings: tiny random models, 64x64, 1 step) must run to a saved video.
 
-Tiny models are written by the calling Python (it has the test dependencies); the venvs get only what a user
-gets. One JSON line per scenario is printed (setuptools version found, seconds per stage); exit status 1 when a
-scenario fails. pip's cache makes the second venv cheap. Called by tests/host/test_manager_install.py.
+``--base-cache DIR`` keeps the torch + ComfyUI venv between runs (CI: ``$SINGER_MANAGER_BASE``, set by
+``.ci/run``); each scenario's venv is always a new copy of it. Tiny models are written by the calling Python (it
+has the test dependencies); the venvs get only what a user gets. One JSON line per scenario is printed
+(setuptools version found, seconds per stage); exit status 1 when a scenario fails. pip's cache makes the pack
+installs cheap. Called by tests/host/test_manager_install.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -68,11 +71,23 @@ def _pkg_resources_importable(python: Path) -> bool:
     return subprocess.run([str(python), "-c", "import pkg_resources"], capture_output=True).returncode == 0
 
 
-def make_comfyui_venv(work: Path, log: Path, seconds: dict) -> tuple[Path, Path]:
-    """A venv with torch and ComfyUI's requirements, as a user's ComfyUI has before any custom node is added."""
-    venv = work / "venv-comfyui"
-    host_dir = work / "host"
-    if (venv / ".ready").is_file():
+def _base_stamp() -> str:
+    """What the torch + ComfyUI venv depends on; a cached one with another stamp is rebuilt."""
+    parts = [CONSTRAINTS.read_text(), (REPO / "tools" / "comfy_host.py").read_text(), TORCH_PIN, sys.version]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def make_comfyui_venv(base: Path, log: Path, seconds: dict) -> tuple[Path, Path]:
+    """A venv with torch and ComfyUI's requirements, as a user's ComfyUI has before any custom node is added.
+
+    Built in ``base`` once and reused while its stamp matches (``--base-cache`` keeps it between runs): the
+    pack is never installed into it, each scenario works on a copy.
+    """
+    venv = base / "venv-comfyui"
+    host_dir = base / "host"
+    ready = venv / ".ready"
+    if ready.is_file() and ready.read_text().strip() == _base_stamp():
+        seconds["venv_torch_comfyui"] = 0.0
         return venv, host_dir / "ComfyUI"
     shutil.rmtree(venv, ignore_errors=True)
     started = time.monotonic()
@@ -83,7 +98,7 @@ def make_comfyui_venv(work: Path, log: Path, seconds: dict) -> tuple[Path, Path]
     if cached_wheels.is_dir():  # the ComfyUI tree comes from a wheel the test host already downloaded
         shutil.copytree(cached_wheels, host_dir / "wheels", dirs_exist_ok=True)
     _run([python, REPO / "tools" / "comfy_host.py", "install", "--dir", host_dir], log)
-    (venv / ".ready").write_text("torch + ComfyUI requirements\n")
+    ready.write_text(_base_stamp() + "\n")
     seconds["venv_torch_comfyui"] = round(time.monotonic() - started, 1)
     return venv, host_dir / "ComfyUI"
 
@@ -157,7 +172,7 @@ def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict)
             result["log_tail"] = log[-4000:]
             return result
         started = time.monotonic()
-        prompt = _fast_workflow(server, models)
+        prompt = _fast_workflow(server, models, steps=1)
         outcome = server.run(prompt, timeout=900)
         seconds["workflow"] = round(time.monotonic() - started, 1)
         result["workflow"] = outcome.status
@@ -170,11 +185,11 @@ def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict)
     return result
 
 
-def check_scenario(scenario: str, work: Path) -> dict:
+def check_scenario(scenario: str, work: Path, base: Path) -> dict:
     seconds: dict[str, float] = {}
     log = work / f"{scenario}.log"
     started = time.monotonic()
-    comfyui_venv, comfy_dir = make_comfyui_venv(work, log, seconds)
+    comfyui_venv, comfy_dir = make_comfyui_venv(base, log, seconds)
     python = install_pack(scenario, comfyui_venv, work, log, seconds)
     report = {
         "scenario": scenario,
@@ -209,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="folder for the venvs (default: a temporary one)")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: both")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--base-cache", type=Path, default=None,
+                        help="keep the torch + ComfyUI venv here between runs (default: inside --work)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("onnx") is None:
         raise SystemExit("run this with the test environment's Python (it writes the tiny test models)")
@@ -218,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for scenario in args.scenario or SCENARIOS:
             try:
-                reports.append(check_scenario(scenario, work))
+                reports.append(check_scenario(scenario, work, args.base_cache or work))
             except RuntimeError as error:
                 reports.append({"scenario": scenario, "ok": False, "error": str(error)})
             print(json.dumps(reports[-1]), flush=True)
