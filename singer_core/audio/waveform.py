@@ -146,8 +146,7 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_rate: int 
 
     The ``librosa.load(path, sr=target_rate)`` steps after decoding: unit range, channel mean, soxr_hq.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
-        raise InputError(f"Audio sample rate must be a positive integer; got {sample_rate!r}.")
+    _check_rate(sample_rate, "input")
     mono = downmix(to_unit_range(as_channels_first(waveform)))
     return resample(mono, int(sample_rate), target_rate)
 
