@@ -17,21 +17,15 @@ from .sockets import (
     VocalSeparatorSocket,
 )
 
-SILENCE_PEAK = 1e-3  # -60 dBFS: quieter than any mastered song, louder than dithered silence
 FRAMINGS = ("face", "full")
 
 
 def _one_song(audio: dict) -> tuple[torch.Tensor, int]:
+    """The AUDIO input's waveform and rate, checked by the library (one song, not silent) as the CLI is."""
+    from singer_core.audio.waveform import as_channels_first, require_audible, to_unit_range
+
     waveform, rate = audio["waveform"], int(audio["sample_rate"])
-    if waveform.dim() == 3:
-        if waveform.shape[0] != 1:
-            raise InputError(f"The audio input holds {waveform.shape[0]} songs; connect one song.")
-        waveform = waveform[0]
-    if waveform.shape[-1] and float(waveform.abs().max()) < SILENCE_PEAK:
-        raise InputError(
-            "The audio is silent (its loudest sample is below -60 dBFS), so there is no voice to sing along to. "
-            "Connect the song itself, or check the file and any node that changes its volume."
-        )
+    require_audible(to_unit_range(as_channels_first(waveform)))
     return waveform, rate
 
 

@@ -168,17 +168,16 @@ def msm_sized_like(config: NetConfig, state_dict: Mapping[str, torch.Tensor]) ->
     """Take the MSM buffer's batch and frame sizes from the checkpoint.
 
     Only the buffer's sum over those two axes matters (README section 2), and they follow
-    the training setup (quirk 6: ``train_bs`` x ``n_sample_frames`` builds [6, 4, 14, 64, 64]
+    the training setup (quirk 6 of docs/official_quirks.md: ``train_bs`` x ``n_sample_frames`` builds [6, 4, 14, 64, 64]
     where inference builds [1, 4, 14, 64, 64]), so any such buffer is accepted.
     """
     buffer = state_dict.get(MSM_BUFFER_KEY)
     if config.msm is None or buffer is None or buffer.dim() != 5:
         return config
-    _, _, channel, dct_h, dct_w = config.msm  # constructor order: batchsize, nframes, channel, dct_h, dct_w
-    batchsize, buffer_channel, nframes, height, width = buffer.shape
-    if (buffer_channel, height, width) != (channel, dct_h, dct_w):
+    batchsize, channel, nframes, height, width = buffer.shape  # buffer layout: [batchsize, channel, nframes, H, W]
+    if (channel, height, width) != (config.msm.channel, config.msm.dct_h, config.msm.dct_w):
         return config  # a real mismatch: reported by the key/shape check
-    return dataclasses.replace(config, msm=[batchsize, nframes, channel, dct_h, dct_w])
+    return dataclasses.replace(config, msm=dataclasses.replace(config.msm, batchsize=batchsize, nframes=nframes))
 
 
 def _config_from_metadata(metadata: Mapping[str, str], kind: str, source: str) -> NetConfig:

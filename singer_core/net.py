@@ -33,7 +33,7 @@ class SingerNet(nn.Module):
         self.face_locator = FaceLocator(**config.face_locator)
         self.imageproj = ImageProjModel(**config.image_proj)
         self.audioproj = AudioProjModel(**config.audio_proj)
-        self.audioembed = MultiScaleSpectralModule(*config.msm) if config.msm is not None else None
+        self.audioembed = MultiScaleSpectralModule(config.msm) if config.msm is not None else None
 
     @property
     def is_singer(self) -> bool:

@@ -10,6 +10,7 @@ from singer_core.audio.separator import MdxSeparator
 from singer_core.audio.wav2vec import build_wav2vec, load_state_into
 from singer_core.audio.waveform import resample
 from singer_core.conformance.common import MODULE_ATOL
+from singer_core.errors import AudioTooShortError, InputError
 from tests.conftest import DATA, assert_close, fixture_io, fixture_weights
 from tests.tiny_models.separator import write_tiny_mdx_onnx
 from tests.tiny_models.wav2vec import tiny_wav2vec_config
@@ -64,3 +65,19 @@ def test_separator_in_front(tiny_model, song, tmp_path):
     features = song_features(waveform, rate, tiny_model, 16, separator=separator)
     assert features.frames == 64 and abs(features.audio_length - 51) <= 1
     assert torch.isfinite(features.embeddings).all()
+
+
+@pytest.mark.parametrize("layout", ["mono", "comfy_batch", "int16"])
+def test_silence_is_refused_by_the_library(tiny_model, layout):
+    """The CLI and the nodes both reach this check through song_features (one message for both)."""
+    quiet = torch.full((2, 16000), 5e-4)
+    waveform = {"mono": quiet[0], "comfy_batch": quiet[None], "int16": (quiet * 32768).to(torch.int16)}[layout]
+    with pytest.raises(InputError, match="silent .* -60 dBFS"):
+        song_features(waveform, 16000, tiny_model, 16)
+
+
+def test_too_short_and_empty_audio_are_refused(tiny_model):
+    with pytest.raises(AudioTooShortError, match="shorter than one video frame"):
+        song_features(torch.full((1, 200), 0.5), 16000, tiny_model, 16)
+    with pytest.raises(InputError):
+        song_features(torch.zeros(2, 0), 16000, tiny_model, 16)

@@ -21,7 +21,7 @@ from singer_core.checkpoint import (
     read_checkpoint,
     unwrap_state_dict,
 )
-from singer_core.config import NetConfig
+from singer_core.config import MsmConfig, NetConfig, SfmConfig
 from singer_core.convert import main as convert_main
 from singer_core.errors import CheckpointError, ModelFileMissingError
 from singer_core.models.sfm import SpectralFilterModule
@@ -222,14 +222,15 @@ def test_load_reports_missing_keys(tmp_path):
 
 
 def test_msm_buffer_of_any_batch_and_frame_size_loads(tmp_path):
-    """A training-shaped MSM buffer (quirk 6) loads; only its sum over batch and frames matters."""
+    """A training-shaped MSM buffer (quirk 6 of docs/official_quirks.md) loads; only its sum over batch and frames
+    matters."""
     state_dict = tiny_net_state_dict()
     native = state_dict["audioembed.dct_layer.weight"]  # [1, 4, 3, 32, 32]
     spread = native.sum((0, 2), keepdim=True).expand(2, -1, 5, -1, -1) / 10
     path = tmp_path / "net.pth"
     torch.save(dict(state_dict, **{"audioembed.dct_layer.weight": spread.contiguous()}), path)
     net = load_net(path, config=tiny_net_config())
-    assert net.config.msm == [2, 5, 4, 32, 32]
+    assert net.config.msm == MsmConfig(batchsize=2, nframes=5, channel=4, dct_h=32, dct_w=32)
     audio, latents = torch.randn(1, 4, 32, 40), torch.randn(1, 4, 4, 32, 32)
     reference = load_net(write_tiny_singer_checkpoint(tmp_path / "ref.safetensors"))
     expected = reference.audioembed(audio, latents)
@@ -251,7 +252,7 @@ def test_config_json_is_what_the_converter_reads():
 
 def test_parameters_on_meta_then_assign_load_keeps_buffers_real():
     with parameters_on_meta():
-        sfm = SpectralFilterModule(4, 32, 8)
+        sfm = SpectralFilterModule(SfmConfig(channels=32, heads=8))
     assert all(p.is_meta for p in sfm.parameters())
     assert not any(b.is_meta for b in sfm.buffers())  # the non-persistent Haar filters
     sfm.load_state_dict(fixture_weights("sfm"), strict=True, assign=True)

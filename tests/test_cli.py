@@ -131,3 +131,18 @@ def test_cfg_one_selects_the_no_guidance_branch(tmp_path):
     parsed = _parser().parse_args(args(tmp_path, tmp_path / "x.mp4", "--cfg", "1"))
     assert _options(parsed).guidance == 1.0
     assert _options(_parser().parse_args(args(tmp_path, tmp_path / "x.mp4"))).guidance == 3.5
+
+
+def test_silent_song_is_refused_with_the_nodes_words(models, tmp_path, capsys):
+    """The silence check lives in the library: the CLI says what SINGER Audio Encode says (tests/host)."""
+    import wave
+
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as song:
+        song.setnchannels(2)
+        song.setsampwidth(2)
+        song.setframerate(44100)
+        song.writeframes(b"\0\0" * 2 * 44100)
+    assert main(args(models, tmp_path / "x.mp4", audio=silent)) == 2
+    assert "The audio is silent (its loudest sample is below -60 dBFS)" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from singer_core.conformance.__main__ import case_kind
@@ -93,3 +95,31 @@ def test_runner_fails_beyond_tolerance(tmp_path, amount, expect_rc):
     if expect_rc:
         assert any(line.strip().startswith("FAIL output:") for line in _error_lines(result.stdout)), result.stdout
 
+
+
+REAL_RATE_CASES = ["audio_48k", "audio_44k"]
+
+
+def test_runner_passes_on_real_recordings_at_song_rates():
+    """48 kHz (shared fixture) and 44.1 kHz (tools/make_audio_case.py) stereo recordings, replayed at 1e-5."""
+    cases = [FIXTURES / name / "audio_features.json" for name in REAL_RATE_CASES]
+    result = _run(*cases)
+    _assert_all_pass(result, [f"{name}/audio_features" for name in REAL_RATE_CASES])
+    assert "waveform.librosa_mono_16k: max abs error 0.000e+00" in result.stdout
+
+
+def test_real_rate_case_fails_with_another_resampler(monkeypatch):
+    """The 48 kHz case discriminates resamplers: scipy's polyphase filter instead of soxr_hq is far off."""
+    from scipy.signal import resample_poly
+
+    from singer_core.audio import waveform as wave_module
+    from singer_core.conformance.audio import run_audio_features
+
+    def scipy_resample(x, orig, new):
+        return torch.from_numpy(resample_poly(np.asarray(x, np.float64), new // 1000, orig // 1000).astype(np.float32))
+
+    monkeypatch.setattr(wave_module, "resample", scipy_resample)
+    case_path = FIXTURES / "audio_48k" / "audio_features.json"
+    results = run_audio_features(json.loads(case_path.read_text()), case_path)
+    worst = {item.name: item.max_abs_error for item in results}
+    assert worst["waveform.librosa_mono_16k"] > 1e-3 and worst["clip16.audio_emb"] > 1e-3

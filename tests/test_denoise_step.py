@@ -1,4 +1,4 @@
-"""One official denoising step on the tiny Net (fixtures README section 6, quirks 1-5, 8-10)."""
+"""One official denoising step on the tiny Net (fixtures README section 6; docs/official_quirks.md 1-5, 8-10)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def test_noise_pred_guidance_and_scheduler_step(step, io) -> None:
 
 
 def test_eval_branch_is_not_what_we_compute(step, io) -> None:
-    """Guards quirk 1: the official path is the train-mode branch, far from the eval branch."""
+    """Guards quirk 1 of docs/official_quirks.md: the official path is the train-mode branch, far from the eval
+    branch."""
     gap = (step[2] - io["alt.noise_pred_eval_mode_branch"]).abs().max().item()
     assert gap > 0.1
 

@@ -40,7 +40,7 @@ def test_level_sizes_match_the_official_pyramid():
 
 @pytest.mark.parametrize("size", [(500, 512), (512, 0), (100, 64)])
 def test_sizes_that_are_not_multiples_of_64_are_rejected(size):
-    with pytest.raises(InputError, match="multiples of 64"):
+    with pytest.raises(InputError, match="must be a positive multiple of 64"):
         mask_level_sizes(*size)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from singer_core.config import MsmConfig, SfmConfig
 from singer_core.errors import InputError
 from singer_core.models.audio_proj import AudioProjModel
 from singer_core.models.face_locator import FaceLocator
@@ -25,13 +28,14 @@ def _loaded(module: torch.nn.Module, name: str) -> torch.nn.Module:
 
 def _msm() -> MultiScaleSpectralModule:
     spec = fixture_json("msm")["constructor"]
-    kwargs = {"chunk": spec["chunk"], "reduction": spec["reduction"]}
-    return _loaded(MultiScaleSpectralModule(*spec["positional_args"], **kwargs), "msm")
+    config = MsmConfig.from_official_args(spec["positional_args"], chunk=spec["chunk"], reduction=spec["reduction"])
+    return _loaded(MultiScaleSpectralModule(config), "msm")
 
 
 def _sfm() -> SpectralFilterModule:
     spec = fixture_json("sfm")["constructor"]
-    return _loaded(SpectralFilterModule(spec["chunks"], spec["cross_attention_dim"], spec["attention_head_dim"]), "sfm")
+    config = SfmConfig(channels=spec["cross_attention_dim"], heads=spec["attention_head_dim"], chunks=spec["chunks"])
+    return _loaded(SpectralFilterModule(config), "sfm")
 
 
 # --- wavelets -------------------------------------------------------------------------------------
@@ -98,7 +102,8 @@ def test_msm_cache_refreshed_by_loads_in_inference_mode():
         negated = dict(weights, **{"dct_layer.weight": -weights["dct_layer.weight"]})
         msm.load_state_dict(negated)  # in-place copy: same storage, no version counter
         flipped = msm.subband_scales(io["input.latents"])
-    fresh = MultiScaleSpectralModule(*fixture_json("msm")["constructor"]["positional_args"])
+    args = fixture_json("msm")["constructor"]["positional_args"]
+    fresh = MultiScaleSpectralModule(MsmConfig.from_official_args(args))
     fresh.load_state_dict(negated)
     assert not torch.allclose(flipped, expected)
     assert_close(flipped, fresh.subband_scales(io["input.latents"]), 0.0, "scales after loading a negated buffer")
@@ -219,3 +224,37 @@ def test_face_locator_matches_official():
     model = _loaded(FaceLocator(**kwargs), "face_locator")
     with torch.no_grad():
         assert_close(model(io["input"]), io["output"], ATOL, "face_locator")
+
+
+def test_msm_sfm_configs_are_typed_and_keep_the_stored_form():
+    """Typed settings; checkpoints keep the official positional list in their metadata (old files still load)."""
+    from singer_core.config import NetConfig
+
+    full = NetConfig.singer()
+    assert full.msm == MsmConfig(1, 14, 4, 64, 64) and full.msm.official_args == [1, 14, 4, 64, 64]
+    assert json.loads(full.to_json())["msm"] == [1, 14, 4, 64, 64]
+    assert NetConfig.from_json(full.to_json()) == full
+    assert NetConfig(msm=[2, 6, 4, 64, 64]).msm == MsmConfig(batchsize=2, nframes=6)
+    assert NetConfig(msm={"nframes": 16}).msm.nframes == 16
+    odd = MsmConfig(channel=8, chunk=8)
+    assert NetConfig.from_json(NetConfig(msm=odd).to_json()).msm == odd
+    with pytest.raises(ValueError, match="chunk"):
+        MsmConfig(chunk=2)
+    with pytest.raises(ValueError, match="positive"):
+        MsmConfig(dct_h=0)
+    assert SfmConfig.for_unet([320, 640, 1280, 1280], [8, 8, 8, 8]) == SfmConfig(channels=1280, heads=8)
+    with pytest.raises(ValueError, match="one per Haar sub-band"):
+        SpectralFilterModule(SfmConfig(channels=4, heads=8, chunks=3))
+
+
+def test_subband_order_is_the_official_one():
+    """One home for the band order and the pytorch_wavelets mapping: the closed forms of fixtures README 1."""
+    from singer_core.models.wavelets import PYTORCH_WAVELETS_HIGH_INDEX, SUBBANDS
+
+    assert SUBBANDS == ("LL", "LH", "HL", "HH") and PYTORCH_WAVELETS_HIGH_INDEX == {"HL": 0, "LH": 1, "HH": 2}
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])  # a, b / c, d
+    a, b, c, d = 1.0, 2.0, 3.0, 5.0
+    expected = {"LL": (a + b + c + d) / 2, "LH": (a - b + c - d) / 2, "HL": (a + b - c - d) / 2,
+                "HH": (a - b - c + d) / 2}
+    for name, band in zip(SUBBANDS, HaarDWT()(x), strict=True):
+        assert band.item() == pytest.approx(expected[name]), name

@@ -14,7 +14,7 @@ if [ ! -f "$venv/.singer-stamp" ] || [ "$(cat "$venv/.singer-stamp")" != "$stamp
   pip() { "$venv/bin/python" -m pip "$@"; }
   pip install -q --upgrade pip
   # torch first, pinned: an unpinned torch pulls the multi-GB CUDA build.
-  pip install -q -c "$root/.ci/constraints.txt" torch==2.13.0 "setuptools<81" wheel
+  pip install -q -c "$root/.ci/constraints.txt" torch==2.13.0 wheel
   pip install -q -c "$root/.ci/constraints.txt" -r "$root/requirements.txt" -r "$root/requirements-test.txt"
   # insightface declares opencv-python (GUI build); we use the headless build instead.
   pip install -q --no-deps "insightface>=0.7"

@@ -20,6 +20,7 @@ import torch
 from transformers import Wav2Vec2Model
 
 from singer_core.audio.wav2vec import encoder_hidden_states
+from singer_core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class LongAudioPolicy:
 
     def __post_init__(self) -> None:
         if min(self.max_one_shot_frames, self.chunk_frames, self.conv_chunk_frames) < 1 or self.context_frames < 0:
-            raise ValueError(f"Invalid LongAudioPolicy {self}.")
+            raise InputError(
+                f"Long-audio settings must be positive frame counts (context may be 0); got {self}. "
+                "Leave them at their defaults unless you know you need other windows."
+            )
 
     def is_long(self, frames: int) -> bool:
         return frames > self.max_one_shot_frames

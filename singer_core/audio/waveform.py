@@ -1,28 +1,31 @@
-"""Waveform preparation: any host's audio tensor -> float32 mono at 16 kHz.
+"""Waveform preparation: any host's audio -> float32 mono at 16 kHz, exactly as the official code reads it.
 
-The official pipeline reads the song with ``librosa.load(path, sr=16000)``: samples scaled to [-1, 1],
-channels averaged, resampled to 16 kHz. This module does the same in torch so hosts can pass tensors
-(ComfyUI's ``AUDIO`` dict holds ``waveform [B, C, T]`` and ``sample_rate``). The resampler is our own
-band-limited windowed-sinc (Kaiser) polyphase filter: torchaudio is not a dependency.
+The official pipeline reads the song with ``librosa.load(path, sr=16000)``: decode to float32 (int16 / 32768),
+average the channels (``numpy.mean`` over the channel axis, in float32), resample with soxr at quality
+``soxr_hq`` (librosa's default ``res_type``), cut or pad to ``ceil(T * 16000 / rate)`` samples. This module does
+the same steps with the same libraries (PyAV to decode, numpy for the mean, python-soxr to resample), so a
+48 kHz stereo song gives the official waveform bit for bit (fixture ``audio_48k``; docs/audio_models.md).
+Files (the CLI) and ComfyUI ``AUDIO`` tensors (``waveform [B, C, T]`` at the file's rate) take this one path.
 """
 
 from __future__ import annotations
 
-import math
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from singer_core.errors import InputError
+from singer_core.errors import AudioTooShortError, InputError
 
 WAV2VEC_SAMPLE_RATE = 16000
+RESAMPLER_QUALITY = "soxr_hq"  # librosa.load's default res_type, hence the official resampler
 
 # A float waveform whose peak exceeds this is taken to be in int16 units (-32768..32767), not [-1, 1].
 _INT16_RANGE_PEAK = 2.0
 _INT16_SCALE = 32768.0
+
+# -60 dBFS: quieter than any mastered song, louder than dithered silence.
+SILENCE_PEAK = 1e-3
 
 
 def read_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
@@ -59,7 +62,7 @@ def as_channels_first(waveform: torch.Tensor) -> torch.Tensor:
     if waveform.dim() == 3:
         if waveform.shape[0] != 1:
             raise InputError(
-                f"The audio input holds a batch of {waveform.shape[0]} clips; pass a single song (batch size 1)."
+                f"The audio input holds {waveform.shape[0]} songs (a batch); connect or pass one song."
             )
         waveform = waveform[0]
     if waveform.dim() == 1:
@@ -86,63 +89,66 @@ def to_unit_range(waveform: torch.Tensor) -> torch.Tensor:
     return waveform
 
 
-def downmix(waveform: torch.Tensor) -> torch.Tensor:
-    """``[C, T]`` -> ``[T]`` by the channel mean, as ``librosa.to_mono`` does."""
-    return waveform.mean(dim=0) if waveform.shape[0] > 1 else waveform[0]
+def downmix(waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``[C, T]`` -> ``[T]`` float32 by the channel mean, computed as ``librosa.to_mono`` does (``numpy.mean``)."""
+    x = _as_float32_array(waveform)
+    return torch.from_numpy(np.ascontiguousarray(np.mean(x, axis=0) if x.ndim > 1 else x))
 
 
-@lru_cache(maxsize=8)
-def _sinc_kernels(orig: int, new: int, zero_crossings: int, rolloff: float, beta: float) -> tuple[torch.Tensor, int]:
-    """Polyphase low-pass kernels ``[new, 1, taps]`` for rates reduced by their gcd, and the half width.
+def require_audible(waveform: torch.Tensor, what: str = "The audio") -> None:
+    """Refuse silence (peak below -60 dBFS of a unit-range waveform): there is no voice to sing along to."""
+    if waveform.numel() == 0:
+        raise AudioTooShortError(f"{what} is empty; use a song that is at least one video frame (0.04 s) long.")
+    if float(waveform.abs().max()) < SILENCE_PEAK:
+        raise InputError(
+            f"{what} is silent (its loudest sample is below -60 dBFS), so there is no voice to sing along to. "
+            "Connect the song itself, or check the file and any node that changes its volume."
+        )
 
-    Output phase ``p`` sits at input position ``p * orig / new``; its kernel samples a Kaiser-windowed sinc
-    with cut-off ``rolloff * min(orig, new) / 2`` (in units of the reduced rates) at the integer input offsets.
+
+def _check_rate(rate, which: str) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
+        raise InputError(f"Audio {which} sample rate must be a positive whole number of Hz; got {rate!r}.")
+
+
+def _as_float32_array(waveform: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().to("cpu", torch.float32).numpy()
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def resample(waveform: torch.Tensor | np.ndarray, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Resample ``[..., T]`` exactly as ``librosa.resample(res_type="soxr_hq")`` does -> float32 ``[..., T']``.
+
+    Each row goes through ``soxr.resample(row, orig, new, quality="soxr_hq")`` (python-soxr, the resampler
+    librosa itself calls), then is cut or zero-padded to ``ceil(T * new / orig)`` samples (librosa's
+    ``fix_length``). Computed in float32 like ``librosa.load``; the result is a CPU tensor.
     """
-    cutoff = min(orig, new) * rolloff  # = 2 * cut-off frequency in reduced-rate units
-    half_width = math.ceil(zero_crossings * orig / cutoff)
-    offsets = torch.arange(-half_width, half_width + orig, dtype=torch.float64)  # input offsets per block
-    phase_pos = torch.arange(new, dtype=torch.float64)[:, None] * orig / new  # output position inside the block
-    t = (offsets[None, :] - phase_pos) * cutoff / orig  # distance in units of the filter's zero crossings
-    inside = t.abs() <= zero_crossings
-    ratio = (t / zero_crossings).clamp(-1.0, 1.0)
-    window = torch.i0(beta * torch.sqrt(1.0 - ratio**2)) / torch.i0(torch.tensor(beta, dtype=torch.float64))
-    sinc = torch.where(t == 0, torch.ones_like(t), torch.sin(math.pi * t) / (math.pi * t))
-    kernels = torch.where(inside, sinc * window, torch.zeros_like(t)) * (cutoff / orig)
-    return kernels[:, None, :].to(torch.float32), half_width
+    import soxr  # imported here: only the resampling entry points need it
 
-
-def resample(
-    waveform: torch.Tensor,
-    orig_rate: int,
-    new_rate: int,
-    zero_crossings: int = 24,
-    rolloff: float = 0.945,
-    beta: float = 12.0,
-) -> torch.Tensor:
-    """Band-limited resampling of ``[..., T]`` with a Kaiser-windowed sinc; output has ``ceil(T*new/orig)`` samples."""
-    if orig_rate <= 0 or new_rate <= 0:
-        raise InputError(f"Sample rates must be positive; got {orig_rate} -> {new_rate}.")
-    if orig_rate == new_rate:
-        return waveform
-    g = math.gcd(int(orig_rate), int(new_rate))
-    orig, new = int(orig_rate) // g, int(new_rate) // g
-    kernels, half_width = _sinc_kernels(orig, new, zero_crossings, rolloff, beta)
-    shape = waveform.shape
-    flat = waveform.reshape(-1, 1, shape[-1])
-    length = shape[-1]
-    flat = F.pad(flat, (half_width, half_width + orig))
-    blocks = F.conv1d(flat, kernels.to(flat.device, flat.dtype), stride=orig)  # [N, new, blocks]
-    out = blocks.transpose(1, 2).reshape(flat.shape[0], -1)
-    out_length = math.ceil(length * new / orig)
-    return out[:, :out_length].reshape(*shape[:-1], out_length)
+    _check_rate(orig_rate, "original")
+    _check_rate(new_rate, "target")
+    x = _as_float32_array(waveform)
+    if int(orig_rate) == int(new_rate):
+        return torch.from_numpy(x)
+    rows = x.reshape(-1, x.shape[-1])
+    out_length = int(np.ceil(x.shape[-1] * (float(new_rate) / int(orig_rate))))
+    out = np.zeros((rows.shape[0], out_length), dtype=np.float32)
+    for row, target in zip(rows, out, strict=True):
+        resampled = soxr.resample(row, int(orig_rate), int(new_rate), quality=RESAMPLER_QUALITY)
+        kept = min(out_length, resampled.shape[0])
+        target[:kept] = resampled[:kept]
+    return torch.from_numpy(out.reshape(*x.shape[:-1], out_length))
 
 
 def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:
-    """Any waveform (``[T]``, ``[C, T]``, ``[1, C, T]``; float or int PCM; any rate) -> float32 mono ``[T']``."""
-    if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
-        raise InputError(f"Audio sample rate must be a positive integer; got {sample_rate!r}.")
+    """Any waveform (``[T]``, ``[C, T]``, ``[1, C, T]``; float or int PCM; any rate) -> float32 mono ``[T']``.
+
+    The ``librosa.load(path, sr=target_rate)`` steps after decoding: unit range, channel mean, soxr_hq.
+    """
+    _check_rate(sample_rate, "input")
     mono = downmix(to_unit_range(as_channels_first(waveform)))
-    return resample(mono, int(sample_rate), target_rate).contiguous()
+    return resample(mono, int(sample_rate), target_rate)
 
 
 def load_waveform(path: str | Path, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:

@@ -12,15 +12,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from singer_core.config import MsmConfig, SfmConfig
 from singer_core.conformance.common import MODULE_ATOL, Comparison
 from singer_core.models.audio_proj import AudioProjModel
 from singer_core.models.face_locator import FaceLocator
 from singer_core.models.image_proj import ImageProjModel
 from singer_core.models.msm import MultiScaleSpectralModule
 from singer_core.models.sfm import SpectralFilterModule
-from singer_core.models.wavelets import HaarDWT, HaarIDWT
+from singer_core.models.wavelets import SUBBANDS, HaarDWT, HaarIDWT
 
-BANDS = ("LL", "LH", "HL", "HH")
+BANDS = SUBBANDS
 
 
 def _files(case_dir: Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
@@ -52,7 +53,9 @@ def run_dwt(case: dict, case_dir: Path, name: str) -> list[Comparison]:
 def run_msm(case: dict, case_dir: Path, name: str) -> list[Comparison]:
     io, weights = _files(case_dir, name)
     spec = case["constructor"]
-    msm = MultiScaleSpectralModule(*spec["positional_args"], chunk=spec["chunk"], reduction=spec["reduction"])
+    msm = MultiScaleSpectralModule(
+        MsmConfig.from_official_args(spec["positional_args"], chunk=spec["chunk"], reduction=spec["reduction"])
+    )
     msm = _loaded(msm, weights)
     latents = io["input.latents"]
     results = [
@@ -71,7 +74,7 @@ def run_msm(case: dict, case_dir: Path, name: str) -> list[Comparison]:
 def run_sfm(case: dict, case_dir: Path, name: str) -> list[Comparison]:
     io, weights = _files(case_dir, name)
     spec = case["constructor"]
-    sfm = SpectralFilterModule(spec["chunks"], spec["cross_attention_dim"], spec["attention_head_dim"])
+    sfm = SpectralFilterModule(SfmConfig(spec["cross_attention_dim"], spec["attention_head_dim"], spec["chunks"]))
     sfm = _loaded(sfm, weights)
     results = []
     for sub in case["cases"]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CheckpointError
+
 CONTOUR = np.arange(0, 33)
 LEFT_EYE = np.arange(33, 43)
 LEFT_BROW = np.arange(43, 52)
@@ -40,7 +42,10 @@ FOREHEAD_RATIO = 0.225
 def _check(landmarks: np.ndarray) -> np.ndarray:
     points = np.asarray(landmarks, dtype=np.float64)
     if points.shape != (NUM_LANDMARKS, 2):
-        raise ValueError(f"expected 106 landmarks of shape (106, 2), got {points.shape}")
+        raise CheckpointError(
+            f"The landmark model gave points of shape {points.shape}, not the {NUM_LANDMARKS} (x, y) points of "
+            "2d106det.onnx; put the antelopev2 pack's own 2d106det.onnx in the face model folder."
+        )
     return points
 
 

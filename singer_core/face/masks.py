@@ -35,8 +35,11 @@ from PIL import Image
 
 from ..errors import InputError
 
-MASK_LEVELS = 4
-SIZE_MULTIPLE = 64
+# Mask-level geometry, the one home of these facts: the attention masks are given at the four UNet resolutions,
+# the latent grid (VAE downscale 8) and its three halvings, i.e. 8, 16, 32 and 64 image pixels per mask cell.
+MASK_LEVEL_STRIDES = (8, 16, 32, 64)
+MASK_LEVELS = len(MASK_LEVEL_STRIDES)
+SIZE_MULTIPLE = MASK_LEVEL_STRIDES[-1]  # the coarsest level must have whole cells
 OFFICIAL_BLUR_GRID = 64
 FACE_BLUR_KERNEL = 51
 LIP_BLUR_KERNEL = 31
@@ -58,17 +61,21 @@ class FaceMasks:
 
 
 def check_output_size(width: int, height: int) -> None:
-    if width <= 0 or height <= 0 or width % SIZE_MULTIPLE or height % SIZE_MULTIPLE:
-        raise InputError(
-            f"width and height must be positive multiples of {SIZE_MULTIPLE} (got {width}x{height}); "
-            "use e.g. 512x512."
-        )
+    """Refuse video sizes the net cannot use (same words from the CLI and the nodes)."""
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < SIZE_MULTIPLE or (
+            value % SIZE_MULTIPLE
+        ):
+            raise InputError(
+                f"{name} must be a positive multiple of {SIZE_MULTIPLE} (got {value!r}): width and height must be "
+                f"multiples of {SIZE_MULTIPLE} for the four mask levels; the official size is 512x512."
+            )
 
 
 def mask_level_sizes(height: int, width: int) -> list[tuple[int, int]]:
     """(h, w) of the latent grids the attention masks are given at: /8, /16, /32, /64."""
     check_output_size(width, height)
-    return [(height // (8 << level), width // (8 << level)) for level in range(MASK_LEVELS)]
+    return [(height // stride, width // stride) for stride in MASK_LEVEL_STRIDES]
 
 
 def expand_region(box: np.ndarray, frame_w: int, frame_h: int, ratio: float) -> tuple[int, int, int, int]:

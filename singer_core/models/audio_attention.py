@@ -1,5 +1,5 @@
 """Audio cross-attention module (official ``Transformer3DModel(use_audio_module=True)`` with an
-``AudioTemporalBasicTransformerBlock``), quirk 8.
+``AudioTemporalBasicTransformerBlock``), quirk 8 of docs/official_quirks.md.
 
 Per frame: self-attention over the tokens, then three cross-attentions to that frame's audio
 tokens, each gated by the full / face / lip mask of the block's level, passed through its 1x1

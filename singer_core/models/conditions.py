@@ -1,5 +1,5 @@
-"""Typed conditioning of the denoising UNet for one clip (CFG layout [uncond, cond], quirk 10;
-a single conditional half without classifier-free guidance)."""
+"""Typed conditioning of the denoising UNet for one clip (CFG layout [uncond, cond], quirk 10 of
+docs/official_quirks.md; a single conditional half without classifier-free guidance)."""
 
 from __future__ import annotations
 

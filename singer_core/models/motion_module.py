@@ -1,8 +1,8 @@
 """Motion module (official AnimateDiff ``VanillaTemporalModule`` keys): attention across frames.
 
 Input frames are folded into the batch ``[(b f), C, h, w]``; the ``n_motion`` motion-frame
-features from the reference bank are placed in front of the frames (quirk 1), the sinusoidal
-position encoding is added to the normed states of every attention (quirk 9), and only the
+features from the reference bank are placed in front of the frames (quirk 1 of docs/official_quirks.md), the sinusoidal
+position encoding is added to the normed states of every attention (quirk 9 of docs/official_quirks.md), and only the
 generated frames are computed past the last attention's keys/values (the motion frames are
 dropped from the output anyway). The motion frames' states up to their first attention's
 queries/keys/values are the same in every denoising call of a clip: they are computed once

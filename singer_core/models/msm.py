@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from singer_core.config import MsmConfig
 from singer_core.errors import InputError
+from singer_core.models.wavelets import SUBBANDS as SUBBAND_NAMES
 from singer_core.models.wavelets import HaarDWT, HaarIDWT, pad_to_even
 
-SUBBANDS = 4  # LL, LH, HL, HH; the latent rows are split into this many quarters
+SUBBANDS = len(SUBBAND_NAMES)  # the latent rows are split into this many quarters, quarter k scales sub-band k
 
 
 class SpectralWeightBuffer(nn.Module):
@@ -27,9 +29,11 @@ class SpectralWeightBuffer(nn.Module):
     in-place write (tracked by the version counter, which inference-mode tensors lack).
     """
 
-    def __init__(self, batchsize: int, channel: int, nframes: int, dct_h: int, dct_w: int) -> None:
+    def __init__(self, config: MsmConfig) -> None:
         super().__init__()
-        self.register_buffer("weight", torch.randn(batchsize, channel, nframes, dct_h, dct_w))
+        self.register_buffer(
+            "weight", torch.randn(config.batchsize, config.channel, config.nframes, config.dct_h, config.dct_w)
+        )
         self._cache: tuple[tuple, torch.Tensor] | None = None
         self.register_load_state_dict_post_hook(SpectralWeightBuffer._forget_cache)
 
@@ -51,7 +55,7 @@ def _resample_energy_matched(weight_sum: torch.Tensor, height: int, width: int) 
     """Resize ``[c, H, W]`` to ``[c, height, width]``; identity at the native size.
 
     Bilinear resize, then every (channel, quarter of rows) block is rescaled to its native
-    L2 norm: for i.i.d. unit noise latents (what MSM sees at inference, quirk 6) each pooled
+    L2 norm: for i.i.d. unit noise latents (what MSM sees at inference, quirk 6 of docs/official_quirks.md) each pooled
     value is then distributed exactly as at the native size.
     """
     if tuple(weight_sum.shape[-2:]) == (height, width):
@@ -68,9 +72,9 @@ def _resample_energy_matched(weight_sum: torch.Tensor, height: int, width: int) 
 class MultiScaleSpectralModule(nn.Module):
     """MSM: ``forward(audio_embs [b, f, tokens, dim], latents [n, c, f', H, W]) -> [b, f, tokens, dim]``.
 
-    Constructor arguments are the official ones; ``reduction`` is accepted for signature
-    compatibility and unused (as in the official code). ``chunk`` is the fc input width and
-    must equal ``channel`` (the fc acts on the latent channels).
+    Built from an ``MsmConfig`` (the official positional arguments as named fields:
+    ``MsmConfig.from_official_args``); ``reduction`` is unused (as in the official code) and ``chunk``,
+    the fc input width, equals ``channel`` (the fc acts on the latent channels).
 
     Beyond the official code (which needs H, W == dct_h, dct_w and even tokens/frames):
 
@@ -86,21 +90,19 @@ class MultiScaleSpectralModule(nn.Module):
     The official forward also writes ``res.pt`` to the working directory; this one does not.
     """
 
-    def __init__(
-        self, batchsize: int, nframes: int, channel: int, dct_h: int, dct_w: int, chunk: int = 4, reduction: int = 16
-    ) -> None:
+    def __init__(self, config: MsmConfig | None = None) -> None:
         super().__init__()
-        if chunk != channel:
-            raise ValueError(f"MSM: chunk ({chunk}) must equal channel ({channel}); the fc acts on the channels.")
-        self.channel = channel
-        self.reduction = reduction
-        self.dct_layer = SpectralWeightBuffer(batchsize, channel, nframes, dct_h, dct_w)
+        config = config or MsmConfig()
+        self.config = config
+        self.channel = config.channel
+        self.reduction = config.reduction
+        self.dct_layer = SpectralWeightBuffer(config)
         self.dwt = HaarDWT()
         self.idwt = HaarIDWT()
         self.fc = nn.Sequential(
-            nn.Linear(chunk, chunk // 2, bias=False),
+            nn.Linear(config.chunk, config.chunk // 2, bias=False),
             nn.ReLU(),
-            nn.Linear(chunk // 2, 1, bias=False),
+            nn.Linear(config.chunk // 2, 1, bias=False),
             nn.Sigmoid(),
         )
 

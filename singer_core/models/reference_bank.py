@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-# ReferenceAttentionControl.update() casts every entry to float16 (quirk 2), even in float32 runs.
+# ReferenceAttentionControl.update() casts every entry to float16, even in float32 runs
+# (quirk 2 of docs/official_quirks.md).
 BANK_DTYPE = torch.float16
 
 

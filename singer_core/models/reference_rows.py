@@ -1,8 +1,8 @@
 """Rows of the reference-UNet write pass: their conditioning, and which of them need computing.
 
 The official pass runs ``halves x [reference, motion frames...]`` rows with the conditions
-``[u, c, u, c, ...]`` (quirk 3). Every layer of the reference UNet works row by row, except two
-tiny matrix products: the time embedding's projection in each resnet and the cross-attention
+``[u, c, u, c, ...]`` (quirk 3 of docs/official_quirks.md). Every layer of the reference UNet works row by row,
+except two tiny matrix products: the time embedding's projection in each resnet and the cross-attention
 keys/values of the face tokens. On the CPU their result for a row depends on its position in the
 batch (GEMM kernels treat the rows past a multiple of 4 apart), so they are computed for the whole
 official batch and then sliced. With that, any subset of rows gives bit-identical features, and a
@@ -38,7 +38,8 @@ class WriteRows:
     @classmethod
     def build(cls, unet: nn.Module, ref_latents: torch.Tensor, tokens: torch.Tensor) -> WriteRows:
         """The official batch: ``tokens`` ``[halves, T, C]`` ([uncond, cond] or [cond]), each half
-        running every latent of ``ref_latents``; the conditions alternate per row (quirk 3)."""
+        running every latent of ``ref_latents``; the conditions alternate per row
+        (quirk 3 of docs/official_quirks.md)."""
         halves, count = tokens.shape[0], ref_latents.shape[0]
         context = tokens.repeat(count, 1, 1)
         timestep = torch.zeros(halves * count, dtype=torch.long, device=ref_latents.device)

@@ -1,7 +1,7 @@
 """Reference UNet (official ``reference_unet``: an SD ``UNet2DConditionModel`` without
 ``conv_norm_out``/``conv_out``) whose only job is to fill the :class:`ReferenceBank`.
 
-It runs once per clip at timestep 0 (quirk 5) and stops right after the last banked
+It runs once per clip at timestep 0 (quirk 5 of docs/official_quirks.md) and stops right after the last banked
 ``norm1``: the rest of the network never reaches the denoising UNet. Rows whose features are
 already known (identical inputs, or the reference rows of the previous clip) are not run again;
 see :mod:`singer_core.models.reference_rows`.
@@ -153,8 +153,8 @@ class ReferenceUNet2D(nn.Module):
         ``ref_latents`` ``[1 + n_motion, 4, h, w]`` = [reference, motion frames...] (scaled
         latents); ``uncond_tokens`` / ``cond_tokens`` ``[1, T, C]`` are the image-projection
         tokens. With CFG the official pass runs ``[ref, m..., ref, m...]`` with the conditions
-        ``[u, c, u, c, ...]`` (quirk 3: they alternate per row, not per CFG half). Without CFG
-        (``uncond_tokens=None``) it runs ``[ref, m...]``, all with the face tokens. Only rows with
+        ``[u, c, u, c, ...]`` (quirk 3 of docs/official_quirks.md: they alternate per row, not per CFG half).
+        Without CFG         (``uncond_tokens=None``) it runs ``[ref, m...]``, all with the face tokens. Only rows with
         new inputs run; ``memo`` (one per generation) carries the reference rows to the next clip.
         """
         tokens = cond_tokens if uncond_tokens is None else torch.cat([uncond_tokens, cond_tokens])

@@ -1,7 +1,7 @@
 """SINGER's Spectral Filter Module (SFM): wavelet-domain filtering of the UNet mid-block output.
 
 Official class: ``hidden_spectral_weighting`` in ``unet_3d_revised.py`` (the denoising UNet's
-``hidden_spectral_weighting``), see fixtures README section 3 and quirk 7.
+``hidden_spectral_weighting``), see fixtures README section 3 and quirk 7 of docs/official_quirks.md.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from singer_core.config import SfmConfig
 from singer_core.errors import InputError
-from singer_core.models.wavelets import HaarDWT, HaarIDWT, pad_to_even
-
-SUBBANDS = 4  # LL, LH, HL, HH
+from singer_core.models.wavelets import SUBBANDS, HaarDWT, HaarIDWT, pad_to_even
 
 
 def resize_last_axis(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -31,6 +30,8 @@ def resize_last_axis(x: torch.Tensor, size: int) -> torch.Tensor:
 class SpectralFilterModule(nn.Module):
     """SFM: ``forward(x [b, C, f, h, w]) -> [b, C, f, h, w]``; the result replaces ``x`` (no residual).
 
+    Built from an ``SfmConfig`` (``SfmConfig.for_unet`` for the net's mid block).
+
     ``y = gate(x) * IDWT(W0·LL, W1·LH, W2·HL, W3·HH)`` per frame, where ``Wk[c]`` is the
     ``weight`` summed over its singleton, and two spatial axes (only that ``[4, C]`` sum
     matters) and ``gate = sigmoid(fc2(relu(fc1(x))))`` with the fc acting on the **width**
@@ -46,12 +47,13 @@ class SpectralFilterModule(nn.Module):
       transform and the filtered map is cropped back.
     """
 
-    def __init__(self, chunks: int, channels: int, heads: int) -> None:
+    def __init__(self, config: SfmConfig) -> None:
         super().__init__()
-        if chunks != SUBBANDS:
-            raise ValueError(f"SFM: chunks must be {SUBBANDS} (one per Haar sub-band), got {chunks}.")
-        self.heads = heads
-        self.weight = nn.Parameter(torch.randn(chunks, 1, channels, heads // 2, heads // 2))
+        if config.chunks != len(SUBBANDS):
+            raise ValueError(f"SFM: chunks must be {len(SUBBANDS)} (one per Haar sub-band), got {config.chunks}.")
+        self.config = config
+        heads = self.heads = config.heads
+        self.weight = nn.Parameter(torch.randn(config.chunks, 1, config.channels, heads // 2, heads // 2))
         self.dwt = HaarDWT()
         self.idwt = HaarIDWT()
         self.fc = nn.Sequential(

@@ -3,7 +3,7 @@
 
 Both UNets use the same block: the reference UNet in *write* mode (its ``norm1`` output is
 banked), the denoising UNet in *read* mode (the conditional half attends to the banked
-reference tokens as well, quirk 4). Frames are folded into the batch (``[(b f), C, h, w]``).
+reference tokens as well, quirk 4 of docs/official_quirks.md). Frames are folded into the batch (``[(b f), C, h, w]``).
 """
 
 from __future__ import annotations

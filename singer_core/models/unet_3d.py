@@ -13,13 +13,12 @@ import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
+from singer_core.config import SfmConfig
 from singer_core.errors import InputError
 from singer_core.models.conditions import DenoiseConditions, FrameConditions
 from singer_core.models.sfm import SpectralFilterModule
 from singer_core.models.unet_3d_blocks import DenoiseDownBlock, DenoiseMidBlock, DenoiseUpBlock
 from singer_core.models.unet_spec import TemporalSpec, UNetSpec
-
-SFM_CHUNKS = 4
 
 
 class DenoisingUNet3D(nn.Module):
@@ -35,7 +34,7 @@ class DenoisingUNet3D(nn.Module):
         )
         self.mid_block = DenoiseMidBlock(spec, tspec)
         if spectral_filter:
-            self.hidden_spectral_weighting = SpectralFilterModule(SFM_CHUNKS, channels[-1], spec.heads[-1])
+            self.hidden_spectral_weighting = SpectralFilterModule(SfmConfig.for_unet(channels, spec.heads))
         else:
             self.hidden_spectral_weighting = None
         self.up_blocks = nn.ModuleList([DenoiseUpBlock(spec, tspec, i) for i in range(spec.depth)])

@@ -1,7 +1,7 @@
 """Down / mid / up blocks of the denoising UNet (official ``unet_3d_blocks.py`` key layout).
 
 Semantics are those of the official inference path, which runs the blocks' train-mode
-branch (quirk 1): in cross-attention blocks each layer is resnet -> spatial transformer
+branch (quirk 1 of docs/official_quirks.md): in cross-attention blocks each layer is resnet -> spatial transformer
 (reference read) -> audio module (with ``motion_scale``) -> motion module (motion frames in
 front); blocks without cross-attention run only their resnets, their motion modules exist
 in the checkpoint but are never applied.

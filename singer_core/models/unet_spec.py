@@ -48,7 +48,7 @@ class UNetSpec:
     out_channels: int
     block_out_channels: tuple[int, ...]
     layers_per_block: int
-    heads: tuple[int, ...]  # per down block; the config's "attention_head_dim" (quirk 13)
+    heads: tuple[int, ...]  # per down block; the config's "attention_head_dim" (quirk 13 of docs/official_quirks.md)
     cross_attention_dim: int
     norm_num_groups: int
     norm_eps: float

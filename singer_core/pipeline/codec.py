@@ -6,6 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from singer_core.errors import InputError
 from singer_core.sampling import LATENT_SCALE
 
 
@@ -31,8 +32,11 @@ class DiffusersVAECodec:
     """
 
     def __init__(self, vae, batch_size: int = 1, tiling: bool = False) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(
+                f"decode batch_size must be a whole number >= 1 (got {batch_size!r}); 1 decodes one frame at a time "
+                "and needs the least memory."
+            )
         self.vae = vae.eval()
         self.batch_size = batch_size
         self.downscale = 2 ** (len(vae.config.block_out_channels) - 1)

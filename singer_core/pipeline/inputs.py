@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from singer_core.errors import InputError
-
-MASK_LEVEL_STRIDES = (8, 16, 32, 64)  # the four UNet resolutions, in pixels per mask cell
+from singer_core.face.masks import MASK_LEVEL_STRIDES
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from singer_core.errors import InputError
+from singer_core.face.masks import check_output_size
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SCHEDULERS = ("ddim", "dpmpp", "euler")
@@ -77,10 +78,7 @@ class GenerationOptions:
         for name in ("pose_weight", "face_weight", "lip_weight"):
             if not isinstance(getattr(self, name), (int, float)):
                 raise InputError(f"{name} must be a number (got {getattr(self, name)!r}).")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 64 or value % 64:
-                raise InputError(f"{name} must be a positive multiple of 64 (got {value!r}); the official size is 512.")
+        check_output_size(self.width, self.height)  # the library's size check, shared with the nodes
         if self.overlap >= self.clip_length:
             raise InputError(f"overlap ({self.overlap}) must be smaller than clip_length ({self.clip_length}).")
         if self.motion_frames > self.clip_stride:
