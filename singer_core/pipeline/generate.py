@@ -24,6 +24,7 @@ from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
 from singer_core.pipeline.progress import Hooks, Progress
 from singer_core.pipeline.schedulers import make_scheduler
+from singer_core.precision import check_compute_dtype
 from singer_core.sampling import guide, predict_noise
 
 
@@ -78,9 +79,7 @@ class _Run:
     ):
         param = next(net.parameters())
         self.net, self.codec, self.options, self.hooks, self.output = net, codec, options, hooks, output
-        self.device, self.dtype = param.device, options.torch_dtype
-        if param.dtype != self.dtype:
-            net.to(dtype=self.dtype)
+        self.device, self.dtype = param.device, options.torch_dtype  # compute dtype; the net is never cast
         self.reference = reference
         self.latent_size = (options.height // codec.downscale, options.width // codec.downscale)
         self.generator = torch.Generator("cpu").manual_seed(options.seed)
@@ -179,8 +178,9 @@ def generate(
 ) -> GenerationResult:
     """Generate the video for a whole song.
 
-    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on; it is cast to
-    ``options.dtype`` if needed. ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
+    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on, stored in
+    ``options.dtype``; it is never modified (see :mod:`singer_core.precision`).
+    ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
     ``on_progress(Progress)`` is called after every denoising step and every clip;
     ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
     ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
@@ -191,6 +191,7 @@ def generate(
         raise InputError(f"output must be one of {', '.join(OUTPUTS)} (got {output!r}).")
     if output == "latents" and options.color_match:
         raise InputError("Colour matching works on decoded frames: turn color_match off for latent output.")
+    check_compute_dtype(net, options.torch_dtype)
     reference = ReferenceInputs.of(reference)
     reference.validate(options.width, options.height)
     if audio.audio_length < 1 or audio.frames < 1:
