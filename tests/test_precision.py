@@ -42,3 +42,17 @@ def test_another_compute_format_is_refused_and_the_net_is_untouched(net, asked):
 def test_a_half_net_refuses_fp32():
     with pytest.raises(InputError, match="load the checkpoint in fp32"):
         check_compute_dtype(torch.nn.Linear(2, 2).to(torch.bfloat16), torch.float32)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpmpp", "euler"])
+def test_step_events_carry_the_denoised_estimate(net, scheduler):
+    """The x0 prediction of every step (for host previews); at the last step it is the clip's result."""
+    events = []
+    options = small_options(steps=2, scheduler=scheduler)
+    result = generate(net, RecordingCodec(), small_reference(fixture_io("pipeline")), song(4), options,
+                      on_progress=events.append, output="latents")
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.denoised is not None for e in events] == [e.kind == "step" for e in events]
+    assert all(e.denoised.shape == (1, 4, 4, 8, 8) for e in steps)
+    final = steps[-1].denoised[0].transpose(0, 1).float()
+    assert torch.allclose(final, result.latents, atol=1e-5)  # the last x0 estimate is the clip itself

@@ -221,8 +221,8 @@ def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tens
         ref_latents = first if span.index == 0 else run.clip_latents(assembler, span, first, latents)
         audio_embedding = run.audio_embedding(tokens[span.start : span.stop], noise)
 
-        def on_step(step: int, steps: int, clip: int = span.index) -> None:
-            hooks.report(Progress("step", clip, len(spans), step, steps))
+        def on_step(step: int, steps: int, denoised=None, clip: int = span.index) -> None:
+            hooks.report(Progress("step", clip, len(spans), step, steps, denoised))
 
         bank = run.reference_bank(ref_latents, conditions)
         denoise = DenoiseConditions(
@@ -253,6 +253,16 @@ def _sample_clip(run: _Run, conditions: DenoiseConditions, noise: torch.Tensor, 
         hooks.check_cancel()
         model_input = scheduler.scale_model_input(latents, t)
         guided = guide(predict_noise(run.net, model_input, t, conditions), options.guidance)
-        latents = scheduler.step(guided, t, latents, return_dict=False)[0]
-        on_step(i + 1, len(scheduler.timesteps))
+        stepped = scheduler.step(guided, t, latents)
+        latents = stepped.prev_sample
+        on_step(i + 1, len(scheduler.timesteps), _denoised(scheduler, stepped))
     return latents
+
+
+def _denoised(scheduler, stepped) -> torch.Tensor | None:
+    """The x0 prediction of the step just taken, for previews: DDIM's and Euler's own
+    ``pred_original_sample``; DPM-Solver++ keeps it as its last converted model output."""
+    denoised = getattr(stepped, "pred_original_sample", None)
+    if denoised is None and getattr(scheduler, "model_outputs", None):
+        denoised = scheduler.model_outputs[-1]
+    return denoised
