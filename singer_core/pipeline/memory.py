@@ -15,11 +15,12 @@ import torch
 from singer_core.config import NetConfig
 
 LATENT_DOWNSCALE = 8  # the SD VAE: one latent cell per 8x8 pixels
-# Bytes of activation per element of the channel-weighted latent area (see docs/memory.md), fitted on
-# the CPU: DENOISE_FACTOR per frame of the denoising batch, BANK_FACTOR per reference / motion frame.
-DENOISE_FACTOR = 1.0
-BANK_FACTOR = 1.0
-FIXED_OVERHEAD = 64 * 2**20  # scheduler state, audio tokens, masks, allocator slack
+# Activation elements per element of the channel area (see ``channel_area`` and docs/memory.md), fitted
+# on the CPU with the tiny net: DENOISE_FACTOR per frame of the denoising batch, BANK_FACTOR per frame of
+# the reference write pass (reference + motion frames; its features are kept for every denoising step).
+DENOISE_FACTOR = 15.0
+BANK_FACTOR = 28.0
+FIXED_OVERHEAD = 64 * 2**20  # scheduler state, audio tokens, masks, allocator slack (measured 10-26 MB)
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,13 @@ class WorkShape:
 
 
 def channel_area(config: NetConfig, width: int, height: int) -> int:
-    """Sum over the UNet's levels of channels x latent cells at that level: the size of one frame's
-    feature maps through the UNet, the unit the activations scale with."""
+    """Sum over the UNet's levels of channels x latent cells at that level, times the feature maps each
+    level keeps for the skip connections (``layers_per_block + 1``): the size of one frame's feature maps
+    through the UNet, the unit its activations scale with."""
     cells = (width // LATENT_DOWNSCALE) * (height // LATENT_DOWNSCALE)
     channels = config.unet["block_out_channels"]
-    return sum(c * cells // 4**level for level, c in enumerate(channels))
+    per_level = config.unet.get("layers_per_block", 2) + 1
+    return per_level * sum(c * cells // 4**level for level, c in enumerate(channels))
 
 
 def estimate_working_memory(config: NetConfig, shape: WorkShape) -> int:
