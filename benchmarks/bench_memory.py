@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TINY_CASES = [  # (size, clip_length, motion_frames, guidance)
     (64, 4, 2, 3.5), (128, 4, 2, 3.5), (256, 4, 2, 3.5), (128, 8, 2, 3.5), (128, 16, 2, 3.5), (128, 8, 4, 3.5),
-    (256, 8, 2, 3.5),
+    (256, 8, 2, 3.5), (256, 8, 2, 1.0),
 ]
 
 

@@ -13,7 +13,7 @@ from .loaders import (
 )
 from .model_paths import register_model_folders
 from .sampling import SingerSampler
-from .video import SingerVideoDecode
+from .video import SingerDecodeVideo, SingerVideoDecode
 
 
 class SingerExtension(ComfyExtension):
@@ -29,4 +29,5 @@ class SingerExtension(ComfyExtension):
             SingerReferenceEncode,
             SingerSampler,
             SingerVideoDecode,
+            SingerDecodeVideo,
         ]

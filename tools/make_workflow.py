@@ -107,7 +107,7 @@ def _nodes(decode: str) -> list[Node]:
         nodes.append(Node("video", "SingerDecodeVideo", (col3, 410), (320, 170), [25.0, 8, False, 512],
                           inputs=[("vae", "VAE", ("vae", 0), False), ("latent", "LATENT", ("sampler", 0), False),
                                   ("fps", "FLOAT", ("sampler", 1), True), ("audio", "AUDIO", ("audio", 0), False)],
-                          outputs=[("VIDEO", "VIDEO")]))
+                          outputs=[("video", "VIDEO")]))
     else:
         nodes.append(Node("frames", "SingerVideoDecode", (col3, 410), (320, 130), [8, False, 512],
                           inputs=[("vae", "VAE", ("vae", 0), False), ("latent", "LATENT", ("sampler", 0), False)],

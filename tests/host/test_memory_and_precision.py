@@ -22,7 +22,7 @@ JPEG_START = b"\xff\xd8\xff"
 
 
 def _sampling_prompt(singer_models, ckpt_name: str, precision: str = "fp32", dtype: str = "auto", steps: int = 2,
-                     prefix: str = "latents/singer") -> tuple[Prompt, dict[str, str]]:
+                     prefix: str = "latents/singer", cfg: float = 3.5) -> tuple[Prompt, dict[str, str]]:
     """Photo + song -> SINGER Sampler -> SaveLatent, on the tiny models at 64x64."""
     prompt = Prompt()
     ids = {}
@@ -39,7 +39,7 @@ def _sampling_prompt(singer_models, ckpt_name: str, precision: str = "fp32", dty
                            framing="face", face_index=0)
     ids["sampler"] = prompt.add("SingerSampler", singer_model=Prompt.out(ids["loader"]),
                                 singer_audio=Prompt.out(encoded),
-                                reference=Prompt.out(reference), seed=42, steps=steps, cfg=3.5, pose_weight=1.0,
+                                reference=Prompt.out(reference), seed=42, steps=steps, cfg=cfg, pose_weight=1.0,
                                 face_weight=1.0, lip_weight=1.0, motion_frames=2, scheduler="ddim", dtype=dtype)
     ids["save"] = prompt.add("SaveLatent", samples=Prompt.out(ids["sampler"]), filename_prefix=prefix)
     return prompt, ids
@@ -134,3 +134,13 @@ def test_model_choices_outside_the_lists_are_refused(comfy_server, singer_models
     assert outcome.status == "error" and outcome.error.node_type == node_type
     assert outcome.error.exception_type.endswith("ModelFileMissingError")
     assert value in outcome.error.message and "pick" in outcome.error.message
+
+
+def test_cfg_one_runs_without_guidance(comfy_server, singer_models, input_dir, run_prompt):
+    """cfg 1.0 is offered on the node: the official no-CFG branch (the conditional half only)."""
+    guided, ids = _sampling_prompt(singer_models, singer_models["ckpt_name"], steps=1, prefix="latents/cfg35")
+    plain, _ = _sampling_prompt(singer_models, singer_models["ckpt_name"], steps=1, prefix="latents/cfg1", cfg=1.0)
+    with_cfg, without = run_prompt(guided, timeout=600), run_prompt(plain, timeout=600)
+    assert with_cfg.status == "success" and without.status == "success", (with_cfg.error, without.error)
+    a, b = _saved_latents(comfy_server, with_cfg, ids["save"]), _saved_latents(comfy_server, without, ids["save"])
+    assert a.shape == b.shape and not torch.equal(a, b)
