@@ -15,11 +15,13 @@ import torch
 from singer_core.config import NetConfig
 
 LATENT_DOWNSCALE = 8  # the SD VAE: one latent cell per 8x8 pixels
-# Activation elements per element of the channel area (see ``channel_area`` and docs/memory.md), fitted
-# on the CPU with the tiny net: DENOISE_FACTOR per frame of the denoising batch, BANK_FACTOR per frame of
-# the reference write pass (reference + motion frames; its features are kept for every denoising step).
-DENOISE_FACTOR = 15.0
-BANK_FACTOR = 28.0
+# Activation elements per element of the channel area (see ``channel_area`` and docs/memory.md):
+# DENOISE_FACTOR per frame of the denoising batch, BANK_FACTOR per frame of the reference write pass
+# (reference + motion frames; its features are kept for every step of the clip). Their ratio and the
+# scaling with size, clip length and motion frames were fitted with the tiny net; the level was fitted on
+# the full-size architecture (random bf16 weights, 128 and 192 px, CPU) and raised by 25 % as a margin.
+DENOISE_FACTOR = 9.5
+BANK_FACTOR = 17.5
 FIXED_OVERHEAD = 64 * 2**20  # scheduler state, audio tokens, masks, allocator slack (measured 10-26 MB)
 
 

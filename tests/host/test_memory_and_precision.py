@@ -96,6 +96,12 @@ def test_models_are_registered_with_comfy_and_free_unloads_them(comfy_server, si
     assert "SINGER net" in kinds and "wav2vec2 encoder" in kinds, kinds
 
     comfy_server.post("/free", {"unload_models": True})
+    # ComfyUI's prompt worker reads the /free flags when it wakes up, between queue items; a notify that
+    # arrives while it is busy finishing the last prompt is missed until its next wake-up (up to 1000 s).
+    # A tiny core prompt wakes it deterministically.
+    wake = Prompt()
+    wake.add("PreviewImage", images=Prompt.out(wake.add("EmptyImage", width=8, height=8, batch_size=1, color=0)))
+    assert run_prompt(wake).status == "success"
     deadline = time.monotonic() + 30
     while {"SINGER net", "wav2vec2 encoder"} & set(_loaded_kinds(comfy_server)):
         assert time.monotonic() < deadline, _loaded_kinds(comfy_server)
