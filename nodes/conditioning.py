@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from comfy_api.latest import io
 
 from singer_core.errors import InputError
 
-from .devices import check_interrupted, on_compute_device
+from .devices import check_interrupted, working
 from .payloads import AudioEncoder, FaceAnalyzer, SingerAudio, SingerReference, VocalSeparator
 from .sockets import (
     AudioEncoderSocket,
@@ -47,8 +49,8 @@ class SingerAudioEncode(io.ComfyNode):
                     default=16,
                     min=1,
                     max=128,
-                    tooltip="Frames per generated clip; the song is padded to a multiple of it before encoding "
-                    "(official). Must equal the sampler's clip_length.",
+                    tooltip="Frames per generated clip (official 16). Set once, here: the song is padded to a "
+                    "multiple of it before encoding (official) and the sampler generates clips of this length.",
                 ),
                 VocalSeparatorSocket.Input(
                     "separator",
@@ -64,17 +66,18 @@ class SingerAudioEncode(io.ComfyNode):
         cls, audio_encoder: AudioEncoder, audio: dict, clip_length: int = 16, separator: VocalSeparator | None = None
     ) -> io.NodeOutput:
         from singer_core.audio import song_features
+        from singer_core.pipeline.memory import estimate_audio_encoder_memory
 
         waveform, rate = _one_song(audio)
         check_interrupted()
-        with on_compute_device(audio_encoder.model):
-            features = song_features(
-                waveform,
-                rate,
-                audio_encoder.model,
-                clip_length=clip_length,
-                separator=separator.separator if separator is not None else None,
-            )
+        model = audio_encoder.model
+        memory = estimate_audio_encoder_memory(waveform.shape[-1] / rate, model.config.hidden_size,
+                                               model.config.num_hidden_layers, model.config.num_attention_heads,
+                                               model.dtype)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(working([audio_encoder.patcher], memory))
+            vocals = stack.enter_context(separator.session()) if separator is not None else None
+            features = song_features(waveform, rate, model, clip_length=clip_length, separator=vocals)
         return io.NodeOutput(SingerAudio(features, waveform.shape[-1] / rate, separator is not None))
 
 
@@ -149,15 +152,16 @@ class SingerReferenceEncode(io.ComfyNode):
             raise InputError(f"framing '{framing}' is not one of {', '.join(FRAMINGS)}; pick one of those.")
         if image.dim() == 4 and image.shape[0] != 1:
             raise InputError(f"The image input holds {image.shape[0]} images; connect one photo.")
-        face = prepare_reference(
-            image,
-            face_analyzer.models,
-            width,
-            height,
-            face_expand_ratio=face_expand_ratio,
-            face_index=face_index,
-            face_mask=face_mask,
-            framing=framing,
-        )
+        with face_analyzer.session() as models:
+            face = prepare_reference(
+                image,
+                models,
+                width,
+                height,
+                face_expand_ratio=face_expand_ratio,
+                face_index=face_index,
+                face_mask=face_mask,
+                framing=framing,
+            )
         framed = ((face.pixels.float() + 1.0) / 2.0).clamp(0, 1).permute(1, 2, 0)[None].contiguous()
         return io.NodeOutput(SingerReference(face=face, vae=vae), framed)

@@ -5,35 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import folder_paths
-import torch
 from comfy_api.latest import io
 
 from singer_core.checkpoint import load_net
-from singer_core.errors import InputError, ModelFileMissingError
+from singer_core.errors import ModelFileMissingError
 
-from .devices import compute_device, offload_device
+from .devices import DTYPE_CHOICES, compute_device, managed, offload_device, onnx_providers, resolve_dtype
 from .model_paths import AUDIO_SEPARATOR, FACE_MODELS_SUBDIR, INSIGHTFACE, SINGER, WAV2VEC2
 from .payloads import AudioEncoder, FaceAnalyzer, SingerModel, VocalSeparator
 from .sockets import AudioEncoderSocket, FaceAnalyzerSocket, SingerModelSocket, VocalSeparatorSocket
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-
-def _dtype(precision: str) -> torch.dtype | None:
-    """None for 'auto' (the file's own dtype)."""
-    dtypes = {"auto": None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision not in dtypes:
-        raise InputError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}; pick one of those.")
-    return dtypes[precision]
-
 
 def _resolve(folder: str, name: str) -> str:
-    path = folder_paths.get_full_path(folder, name)
+    """The full path of ``name``, which must be one of the files ComfyUI lists in ``folder``.
+
+    ComfyUI 0.3.75 does not check V3 combo values against their options, so an API client can send any
+    string: only a listed name is accepted (no absolute paths, no ``..``, nothing outside the folder).
+    """
+    path = folder_paths.get_full_path(folder, name) if name in folder_paths.get_filename_list(folder) else None
     if path is None:
         searched = ", ".join(folder_paths.get_folder_paths(folder))
         raise ModelFileMissingError(
             f"Model file '{name}' is not in the '{folder}' model folder ({searched}). "
-            "Put it there and refresh, or pick another file."
+            "Put it there and refresh, or pick another file from the list."
         )
     return path
 
@@ -56,10 +50,12 @@ class SingerCheckpointLoader(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "precision",
-                    options=list(PRECISIONS),
+                    options=list(DTYPE_CHOICES),
                     default="auto",
-                    tooltip="Number format of the weights: 'auto' keeps the file's own; fp16/bf16 halve the "
-                    "memory (use them on a GPU), fp32 is the most exact.",
+                    tooltip="Number format of the weights, and of the sampling (decided once, here): 'auto' = "
+                    "ComfyUI's choice for its device (fp16 on GPUs that do it well, the official setting; else "
+                    "bf16; fp32 on the CPU; --fp16-unet/--bf16-unet/--fp32-unet are honoured). fp16/bf16 halve "
+                    "the memory, fp32 is the most exact.",
                 ),
             ],
             outputs=[SingerModelSocket.Output(display_name="singer_model")],
@@ -67,19 +63,10 @@ class SingerCheckpointLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str = "auto") -> io.NodeOutput:
-        dtype = _dtype(precision)
+        dtype = resolve_dtype(precision, compute_device())
         path = _resolve(SINGER.name, ckpt_name)
         net = load_net(path, dtype=dtype, device=offload_device())
-        return io.NodeOutput(SingerModel(net=net, source_path=path))
-
-
-def _onnx_providers() -> list[str]:
-    """onnxruntime providers for ComfyUI's compute device: CUDA (with CPU fallback) only when ComfyUI runs on CUDA."""
-    if compute_device().type == "cuda":
-        from singer_core.face import models as face_models
-
-        return face_models.default_providers()
-    return ["CPUExecutionProvider"]
+        return io.NodeOutput(SingerModel(patcher=managed(net, "SINGER net"), source_path=path))
 
 
 def wav2vec_source(path: str) -> Path:
@@ -114,7 +101,7 @@ class SingerAudioEncoderLoader(io.ComfyNode):
 
         path = _resolve(WAV2VEC2.name, wav2vec_name)
         model = load_wav2vec(wav2vec_source(path), device=offload_device())
-        return io.NodeOutput(AudioEncoder(model=model, source_path=path))
+        return io.NodeOutput(AudioEncoder(patcher=managed(model, "wav2vec2 encoder"), source_path=path))
 
 
 def face_model_packs() -> list[str]:
@@ -128,14 +115,17 @@ def face_model_packs() -> list[str]:
 
 
 def _face_pack_dir(pack: str) -> Path:
-    for root in folder_paths.get_folder_paths(INSIGHTFACE.name):
-        candidate = Path(root) / "models" / pack
-        if candidate.is_dir():
-            return candidate
+    """The folder of a listed face model pack; any other value (a path, ``..``) is refused."""
+    if pack in face_model_packs():
+        for root in folder_paths.get_folder_paths(INSIGHTFACE.name):
+            candidate = Path(root) / "models" / pack
+            if candidate.is_dir():
+                return candidate
     searched = ", ".join(str(Path(root) / "models") for root in folder_paths.get_folder_paths(INSIGHTFACE.name))
     raise ModelFileMissingError(
-        f"Face model folder '{pack}' is not in {searched}. Put the antelopev2 files (scrfd_10g_bnkps.onnx, "
-        f"glintr100.onnx, 2d106det.onnx) in models/insightface/{FACE_MODELS_SUBDIR}/ and refresh."
+        f"Face model folder '{pack}' is not one of the face model packs in {searched} "
+        f"(listed: {', '.join(face_model_packs()) or 'none'}). Put the antelopev2 files (scrfd_10g_bnkps.onnx, "
+        f"glintr100.onnx, 2d106det.onnx) in models/insightface/{FACE_MODELS_SUBDIR}/, refresh, and pick it."
     )
 
 
@@ -162,10 +152,10 @@ class SingerFaceAnalyzerLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_pack: str) -> io.NodeOutput:
-        from singer_core.face import FaceModels
-
-        models = FaceModels.load(_face_pack_dir(model_pack), providers=_onnx_providers())
-        return io.NodeOutput(FaceAnalyzer(models=models))
+        analyzer = FaceAnalyzer(directory=_face_pack_dir(model_pack), providers=onnx_providers())
+        with analyzer.session():
+            pass  # loads the three models now, so a wrong file is reported by this node
+        return io.NodeOutput(analyzer)
 
 
 class SingerVocalSeparatorLoader(io.ComfyNode):
@@ -189,7 +179,7 @@ class SingerVocalSeparatorLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str) -> io.NodeOutput:
-        from singer_core.audio import MdxSeparator
-
-        path = _resolve(AUDIO_SEPARATOR.name, model_name)
-        return io.NodeOutput(VocalSeparator(MdxSeparator(path, providers=_onnx_providers()), source_path=path))
+        separator = VocalSeparator(source_path=_resolve(AUDIO_SEPARATOR.name, model_name), providers=onnx_providers())
+        with separator.session():
+            pass  # opens the model now, so a wrong file is reported by this node
+        return io.NodeOutput(separator)

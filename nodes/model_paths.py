@@ -13,27 +13,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from singer_core.pipeline.model_files import ANTELOPE_FILES, SEPARATOR_FILE
+from singer_core.layout import (
+    ANTELOPE_FILES,
+    AUDIO_SEPARATOR,
+    FACE_MODELS_SUBDIR,
+    INSIGHTFACE,
+    SEPARATOR_FILE,
+    SINGER,
+    VAE,
+    WAV2VEC2,
+    ModelFolder,
+)
 
-CHECKPOINT_EXTENSIONS = frozenset({".safetensors", ".pth", ".pt", ".ckpt", ".bin"})
-
-
-@dataclass(frozen=True)
-class ModelFolder:
-    """A ``folder_paths`` key and the file types listed in it."""
-
-    name: str
-    extensions: frozenset[str]
-
-
-SINGER = ModelFolder("singer", CHECKPOINT_EXTENSIONS)
-WAV2VEC2 = ModelFolder("wav2vec2", frozenset({".safetensors", ".bin"}))
-INSIGHTFACE = ModelFolder("insightface", frozenset({".onnx"}))
-AUDIO_SEPARATOR = ModelFolder("audio_separator", frozenset({".onnx"}))
-VAE = ModelFolder("vae", CHECKPOINT_EXTENSIONS)  # ComfyUI's own folder
-
+__all__ = ["AUDIO_SEPARATOR", "FACE_MODELS_SUBDIR", "INSIGHTFACE", "SINGER", "VAE", "WAV2VEC2", "ModelFolder"]
 PACK_FOLDERS = (SINGER, WAV2VEC2, INSIGHTFACE, AUDIO_SEPARATOR)
-FACE_MODELS_SUBDIR = "models/antelopev2"  # inside the insightface folder, as singer_core.face expects
 
 
 @dataclass(frozen=True)

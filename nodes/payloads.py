@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,10 +18,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class SingerModel:
-    """A loaded SINGER (or Hallo) network and the file it came from."""
+    """A loaded SINGER (or Hallo) network under ComfyUI's memory manager, and the file it came from.
 
-    net: SingerNet
+    ``patcher`` is a ``ModelPatcher`` (``nodes.devices.managed``) holding the net; ``net`` is the net itself,
+    on whatever device ComfyUI has it now (load it with ``nodes.devices.working`` before computing).
+    """
+
+    patcher: Any
     source_path: str
+
+    @property
+    def net(self) -> SingerNet:
+        return self.patcher.model.inner
 
     def __str__(self) -> str:
         """One line for people (e.g. ComfyUI's 'Preview as Text'); the net's own repr is thousands of lines."""
@@ -32,10 +44,14 @@ class SingerModel:
 
 @dataclass
 class AudioEncoder:
-    """A loaded wav2vec2 model (kept on the offload device between runs) and where it came from."""
+    """A loaded wav2vec2 model under ComfyUI's memory manager (``patcher``, as for :class:`SingerModel`)."""
 
-    model: Any  # transformers Wav2Vec2Model
+    patcher: Any
     source_path: str
+
+    @property
+    def model(self) -> Any:  # transformers Wav2Vec2Model
+        return self.patcher.model.inner
 
     def __str__(self) -> str:
         count = sum(p.numel() for p in self.model.parameters())
@@ -44,24 +60,73 @@ class AudioEncoder:
     __repr__ = __str__
 
 
-@dataclass
-class FaceAnalyzer:
-    """The three antelopev2 ONNX models (detector, recognition, 106 landmarks)."""
+class _OnnxModels:
+    """ONNX sessions that do not hold GPU memory between nodes.
 
-    models: FaceModels
+    On the CPU provider the sessions are created once and kept (host memory, like any loaded model). With
+    the CUDA provider they are created for each use and released at its end: onnxruntime keeps a session's
+    weights and its CUDA memory arena for as long as the session lives, and frees them when it is destroyed,
+    so dropping the sessions (and collecting them at once) returns that memory when the node finishes.
+    """
+
+    providers: list[str]
+    _kept: Any
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def on_gpu(self) -> bool:
+        return "CUDAExecutionProvider" in self.providers
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        if self._kept is not None:
+            yield self._kept
+            return
+        loaded = self._load()
+        if not self.on_gpu:
+            self._kept = loaded
+            yield loaded
+            return
+        try:
+            yield loaded
+        finally:
+            del loaded
+            gc.collect()
+
+
+@dataclass
+class FaceAnalyzer(_OnnxModels):
+    """The three antelopev2 ONNX models (detector, recognition, 106 landmarks) in ``directory``."""
+
+    directory: Path
+    providers: list[str]
+    _kept: FaceModels | None = field(default=None, repr=False)
+
+    def _load(self) -> FaceModels:
+        from singer_core.face import FaceModels
+
+        return FaceModels.load(self.directory, providers=self.providers)
 
     def __str__(self) -> str:
-        return f"face analysis models from {self.models.directory}"
+        return f"face analysis models from {self.directory} ({', '.join(self.providers)})"
 
     __repr__ = __str__
 
 
 @dataclass
-class VocalSeparator:
-    """An MDX-Net vocal separator (e.g. Kim_Vocal_2.onnx) in an onnxruntime session."""
+class VocalSeparator(_OnnxModels):
+    """An MDX-Net vocal separator (e.g. Kim_Vocal_2.onnx) run by onnxruntime."""
 
-    separator: MdxSeparator
     source_path: str
+    providers: list[str]
+    _kept: MdxSeparator | None = field(default=None, repr=False)
+
+    def _load(self) -> MdxSeparator:
+        from singer_core.audio import MdxSeparator
+
+        return MdxSeparator(self.source_path, providers=self.providers)
 
     def __str__(self) -> str:
         return f"vocal separator {os.path.basename(self.source_path)}"

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import comfy.latent_formats
 import comfy.utils
+import latent_preview
 from comfy_api.latest import io
 
-from singer_core.errors import InputError
 from singer_core.pipeline import GenerationOptions, Progress, generate
+from singer_core.pipeline.clips import plan_clips
+from singer_core.pipeline.memory import WorkShape, estimate_working_memory
 from singer_core.pipeline.options import SCHEDULERS
+from singer_core.precision import dtype_name, weight_dtype
 
 from .comfy_codec import ComfyVAECodec, to_comfy_latent
-from .devices import (
-    DTYPE_CHOICES,
-    cancel_requested,
-    compute_device,
-    interrupts_as_comfy,
-    on_compute_device,
-    resolve_dtype,
-)
+from .devices import DTYPE_CHOICES, cancel_requested, interrupts_as_comfy, working
 from .payloads import SingerAudio, SingerModel, SingerReference
 from .sockets import SingerAudioSocket, SingerModelSocket, SingerReferenceSocket
 
@@ -29,14 +26,25 @@ LATENT_LAYOUT = (
 
 
 class _ProgressToComfy:
-    """Forwards the pipeline's step events to a ComfyUI progress bar (whose update also honours Cancel)."""
+    """Forwards the pipeline's step events to ComfyUI as ``latent_preview.prepare_callback`` does: the progress
+    bar (whose update also honours Cancel) and, when previews are on (``--preview-method``), a preview of the
+    current denoised estimate (x0) of the clip's middle frame through ComfyUI's previewer for SD 1.5 latents
+    (SINGER denoises SD 1.5 VAE latents scaled by 0.18215, ComfyUI's ``SD15`` format): TAESD when
+    ``taesd_decoder`` is in models/vae_approx, else latent2rgb."""
 
-    def __init__(self) -> None:
-        self.bar = comfy.utils.ProgressBar(1)
+    def __init__(self, device, clips: int, steps: int) -> None:
+        self.total = clips * steps
+        self.previewer = latent_preview.get_previewer(device, comfy.latent_formats.SD15())
+        self.bar = comfy.utils.ProgressBar(self.total)
 
     def __call__(self, event: Progress) -> None:
-        total = event.clips * event.steps
-        self.bar.update_absolute(round(event.fraction * total), total)
+        if event.kind != "step":
+            return
+        preview = None
+        if self.previewer is not None and event.denoised is not None:
+            middle = event.denoised[:, :, event.denoised.shape[2] // 2].float()  # [1, 4, h, w]
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", middle)
+        self.bar.update_absolute(event.clip * event.steps + event.step, self.total, preview)
 
 
 class SingerSampler(io.ComfyNode):
@@ -46,7 +54,8 @@ class SingerSampler(io.ComfyNode):
             node_id="SingerSampler",
             display_name="SINGER Sampler",
             category="SINGER/sampling",
-            description="Generates the singing video's latents: clips of clip_length frames, each denoised by the "
+            description="Generates the singing video's latents: clips of the audio encode's clip_length frames, "
+            "each denoised by the "
             "SINGER UNet (motion, audio and spectral-filter modules) and chained to the previous one through its "
             "last motion_frames frames. " + LATENT_LAYOUT,
             inputs=[
@@ -57,25 +66,24 @@ class SingerSampler(io.ComfyNode):
                              tooltip="Seed of the initial noise of every clip (official: 42)."),
                 io.Int.Input("steps", default=40, min=1, max=200,
                              tooltip="Denoising steps per clip (official: 40). Fewer is faster and rougher."),
-                io.Float.Input("cfg", default=3.5, min=1.1, max=20.0, step=0.1,
+                io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1,
                                tooltip="Classifier-free guidance scale (official 3.5): how strongly the audio and "
-                               "the reference steer each step. SINGER always guides, so it must be above 1."),
+                               "the reference steer each step. 1.0 = no guidance (the official no-CFG branch): "
+                               "half the UNet work, weaker lip sync."),
                 io.Float.Input("pose_weight", default=1.0, min=0.0, max=5.0, step=0.05,
                                tooltip="Strength of the audio on head pose and body (full-frame audio attention)."),
                 io.Float.Input("face_weight", default=1.0, min=0.0, max=5.0, step=0.05,
                                tooltip="Strength of the audio on facial expression (face-region audio attention)."),
                 io.Float.Input("lip_weight", default=1.0, min=0.0, max=5.0, step=0.05,
                                tooltip="Strength of the audio on the lips (lip-region audio attention)."),
-                io.Int.Input("clip_length", default=16, min=1, max=128,
-                             tooltip="Frames generated together (official 16); must equal the audio encode's "
-                             "clip_length."),
                 io.Int.Input("motion_frames", default=2, min=1, max=64,
                              tooltip="Frames of the previous clip that condition the next one (official 2)."),
                 io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
                                tooltip="Noise scheduler: ddim is the official one; dpmpp and euler are alternatives."),
                 io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
-                               tooltip="Number format while sampling: auto = fp16 on GPUs that do it well (the "
-                               "official setting), else bf16, else fp32 (always fp32 on the CPU)."),
+                               tooltip="Number format of the sampling: auto = the format the checkpoint loader "
+                               "loaded the net in (set it there). Another value must match it: the sampler never "
+                               "converts the loaded net."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip=LATENT_LAYOUT),
@@ -95,17 +103,12 @@ class SingerSampler(io.ComfyNode):
         pose_weight: float = 1.0,
         face_weight: float = 1.0,
         lip_weight: float = 1.0,
-        clip_length: int = 16,
         motion_frames: int = 2,
         scheduler: str = "ddim",
         dtype: str = "auto",
     ) -> io.NodeOutput:
         features = singer_audio.features
-        if features.clip_length != clip_length:
-            raise InputError(
-                f"clip_length is {clip_length} here but the audio was encoded with clip_length "
-                f"{features.clip_length}; set both nodes to the same value."
-            )
+        net = singer_model.net
         options = GenerationOptions(
             seed=seed,
             steps=steps,
@@ -113,23 +116,27 @@ class SingerSampler(io.ComfyNode):
             pose_weight=pose_weight,
             face_weight=face_weight,
             lip_weight=lip_weight,
-            clip_length=clip_length,
+            clip_length=features.clip_length,  # set once, by the audio encode
             motion_frames=motion_frames,
             fps=features.fps,
             width=reference.width,
             height=reference.height,
-            dtype=resolve_dtype(dtype, compute_device()),
+            dtype=dtype_name(weight_dtype(net)) if dtype == "auto" else dtype,
             scheduler=scheduler,
         )
+        shape = WorkShape(width=options.width, height=options.height, clip_length=options.clip_length,
+                          motion_frames=options.motion_frames, cfg=options.guidance > 1.0,
+                          dtype=options.torch_dtype)
         codec = ComfyVAECodec(reference.vae)
-        with interrupts_as_comfy(), on_compute_device(singer_model.net):
+        clips = len(plan_clips(features.audio_length, options.clip_length, options.overlap))
+        with interrupts_as_comfy(), working([singer_model.patcher], estimate_working_memory(net.config, shape)) as dev:
             result = generate(
-                singer_model.net,
+                net,
                 codec,
                 reference.face,
                 features,
                 options,
-                on_progress=_ProgressToComfy(),
+                on_progress=_ProgressToComfy(dev, clips, options.steps),
                 should_cancel=cancel_requested,
                 output="latents",
             )

@@ -20,8 +20,7 @@ from safetensors.torch import save_file
 from singer_core.checkpoint import CONFIG_METADATA_KEY, KIND_METADATA_KEY, empty_net, read_checkpoint, verify_keys
 from singer_core.config import NetConfig
 from singer_core.errors import CheckpointError, SingerError
-
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from singer_core.precision import DTYPES
 
 
 def convert(source: Path, target: Path, config: NetConfig | None = None, dtype: torch.dtype | None = None) -> str:

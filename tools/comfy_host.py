@@ -295,7 +295,9 @@ def outcome_from_history(prompt_id: str, entry: dict) -> PromptOutcome:
 class ComfyServer:
     """One ComfyUI server process on a loopback port; a context manager."""
 
-    def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None, log_path: Path | None = None):
+    def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None, log_path: Path | None = None,
+                 extra_args: tuple[str, ...] = ()):
+        self.extra_args = tuple(extra_args)  # more ComfyUI options, e.g. ("--preview-method", "latent2rgb")
         self.comfy_dir = Path(comfy_dir)
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
@@ -321,6 +323,7 @@ class ComfyServer:
             "--database-url",
             "sqlite:///:memory:",
             "--disable-auto-launch",
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 180.0) -> ComfyServer:
@@ -436,6 +439,12 @@ class ComfyServer:
 
     def run(self, prompt: dict, timeout: float = 120.0) -> PromptOutcome:
         return self.wait(self.submit(prompt), timeout)
+
+    def post(self, path: str, body: dict, timeout: float = 30.0) -> dict:
+        status, payload = self._request("POST", path, body, timeout)
+        if status != 200:
+            raise HostError(f"POST {path} answered {status}: {payload}")
+        return payload
 
     def interrupt(self) -> None:
         status, payload = self._request("POST", "/interrupt", {}, 10.0)

@@ -29,6 +29,7 @@ from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
 from singer_core.pipeline.progress import Hooks, Progress
 from singer_core.pipeline.schedulers import make_scheduler
+from singer_core.precision import check_compute_dtype
 from singer_core.sampling import DenoiseStep, classifier_free_guidance, denoise_clip, initial_latents
 
 
@@ -83,9 +84,7 @@ class _Run:
     ):
         param = next(net.parameters())
         self.net, self.codec, self.options, self.hooks, self.output = net, codec, options, hooks, output
-        self.device, self.dtype = param.device, options.torch_dtype
-        if param.dtype != self.dtype:
-            net.to(dtype=self.dtype)
+        self.device, self.dtype = param.device, options.torch_dtype  # compute dtype; the net is never cast
         self.reference = reference
         self.latent_size = (options.height // codec.downscale, options.width // codec.downscale)
         self.generator = torch.Generator("cpu").manual_seed(options.seed)
@@ -213,6 +212,9 @@ def iter_clips(
     final when handed out (overlaps already blended, frames past the song cut), and only the few
     frames the next clip is driven by are kept, so the memory does not grow with the song (the
     song's audio tokens and, for ``'latents'``, the pieces the caller keeps aside).
+
+    ``net`` is never modified: it computes in the format it was loaded in, ``options.dtype`` (see
+    :mod:`singer_core.precision`).
     """
     options = options or GenerationOptions()
     options.validate()
@@ -220,6 +222,7 @@ def iter_clips(
         raise InputError(f"output must be one of {', '.join(OUTPUTS)} (got {output!r}).")
     if output == "latents" and options.color_match:
         raise InputError("Colour matching works on decoded frames: turn color_match off for latent output.")
+    check_compute_dtype(net, options.torch_dtype)
     reference = ReferenceInputs.of(reference)
     reference.validate(options.width, options.height)
     if audio.audio_length < 1 or audio.frames < 1:
@@ -241,9 +244,9 @@ def generate(
     """Generate the video for a whole song and return it whole (see :func:`iter_clips` to write it
     away clip by clip instead: the whole video of a song is ``T x H x W x 3 x 4`` bytes).
 
-    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on; it is cast to
-    ``options.dtype`` if needed. ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
-    ``on_progress(Progress)`` is called after every denoising step and every clip;
+    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on, stored in
+    ``options.dtype``; it is never modified (see :mod:`singer_core.precision`).
+    ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`. ``on_progress(Progress)`` is called after every denoising step and every clip;
     ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
     ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
     """
@@ -301,7 +304,7 @@ def _clip(run: _Run, span: ClipSpan, clips: int, conditions: Conditions, tokens:
     audio_embedding = run.audio_embedding(tokens[span.start : span.stop], noise)
 
     def on_step(state: DenoiseStep) -> None:
-        hooks.report(Progress("step", span.index, clips, state.step, state.steps))
+        hooks.report(Progress("step", span.index, clips, state.step, state.steps, state.denoised))
 
     denoise = DenoiseConditions(
         bank=run.reference_bank(ref_latents, conditions),

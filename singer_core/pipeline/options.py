@@ -9,8 +9,8 @@ import torch
 
 from singer_core.errors import InputError
 from singer_core.face.masks import check_output_size
+from singer_core.precision import DTYPES
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SCHEDULERS = ("ddim", "dpmpp", "euler")
 MOTION_SOURCES = ("decoded", "latent")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from singer_core.errors import CancelledError
 
@@ -17,6 +18,9 @@ class Progress:
     clips: int
     step: int  # steps finished in this clip
     steps: int
+    # step events: the clip's current denoised estimate (x0 prediction) [1, 4, f, h, w] in model space
+    # (VAE latents x 0.18215), for previews; None for clip events. A view of the run's tensor: copy to keep.
+    denoised: Any = None
 
     @property
     def fraction(self) -> float:

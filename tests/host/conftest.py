@@ -15,13 +15,40 @@ from tests.host.harness import load_comfy_host
 comfy_host = load_comfy_host()
 LOG_TAIL_CHARS = 20000
 MODEL_FOLDERS_AT_START = pytest.StashKey[frozenset]()
+# What a user watching the sampler has on: previews decoded with the SD 1.5 latent2rgb factors.
+SERVER_OPTIONS = ("--preview-method", "latent2rgb")
+PROBE_NODE = """
+# Test-only custom node (written by tests/host/conftest.py, never shipped): what ComfyUI's memory manager holds.
+from aiohttp import web
+from server import PromptServer
+import comfy.model_management as mm
+
+@PromptServer.instance.routes.get("/singer_test/loaded_models")
+async def loaded_models(request):
+    models = []
+    for loaded in mm.current_loaded_models:
+        patcher = loaded.model
+        holder = getattr(patcher, "model", None)
+        models.append({"class": type(holder).__name__, "kind": getattr(holder, "kind", None),
+                       "device": str(loaded.device)})
+    return web.json_response(models)
+
+NODE_CLASS_MAPPINGS = {}
+"""
+
+
+def _add_probe_node(base_dir) -> None:
+    probe = base_dir / "custom_nodes" / "singer_test_probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    (probe / "__init__.py").write_text(PROBE_NODE)
 
 
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory, request):
     comfy_dir = comfy_host.install()
     base_dir = comfy_host.prepare_base_dir(tmp_path_factory.mktemp("comfy_base"))
-    server = comfy_host.ComfyServer(comfy_dir, base_dir, log_path=base_dir / "comfyui.log")
+    _add_probe_node(base_dir)
+    server = comfy_host.ComfyServer(comfy_dir, base_dir, log_path=base_dir / "comfyui.log", extra_args=SERVER_OPTIONS)
     server.start(timeout=240)
     folders = frozenset(path.name for path in (base_dir / "models").iterdir())
     request.config.stash[MODEL_FOLDERS_AT_START] = folders

@@ -16,6 +16,7 @@ class ServerEvents:
         self.server = comfy_server
         self.client_id = uuid.uuid4().hex
         self.messages: list[dict] = []
+        self.binary: list[bytes] = []  # binary frames: previews (4-byte event type, then the payload)
         self._connected = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=lambda: asyncio.run(self._listen()), daemon=True)
@@ -33,6 +34,8 @@ class ServerEvents:
                     continue
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self.messages.append(json.loads(message.data))
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    self.binary.append(bytes(message.data))
                 elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                     return
 

@@ -129,10 +129,19 @@ def test_too_short_audio_is_reported(comfy_server, singer_models, input_dir, run
     assert "shorter than one video frame" in message
 
 
+def test_the_sampler_follows_the_audio_encodes_clip_length(comfy_server, singer_models, input_dir):
+    prompt = _fast_workflow(comfy_server, singer_models, steps=1, seed=9)
+    _set(prompt, "SingerAudioEncode", clip_length=8)
+    assert "clip_length" not in prompt[_id(prompt, "SingerSampler")]["inputs"]  # set once, on the audio encode
+    with ServerEvents(comfy_server) as events:
+        outcome = comfy_server.wait(events.submit(prompt), timeout=600)
+    assert outcome.status == "success", outcome.error
+    assert events.progress(_id(prompt, "SingerSampler"))[-1] == (7, 7)  # 51 frames -> 7 clips of 8, 1 step each
+
+
 @pytest.mark.parametrize(
     ("node_type", "inputs", "words"),
     [
-        ("SingerAudioEncode", {"clip_length": 8}, ("clip_length", "8", "16")),
         ("SingerSampler", {"scheduler": "lms"}, ("scheduler", "lms", "ddim")),  # combos are not checked by ComfyUI
         ("SingerSampler", {"dtype": "fp8"}, ("dtype", "fp8", "bf16")),
     ],
