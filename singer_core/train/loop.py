@@ -13,6 +13,7 @@ A run in an existing ``RUN/`` resumes from the newest ``state/step-<N>`` automat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -324,8 +325,26 @@ class Trainer:
         acc.wait_for_everyone()
         acc.end_training()
         elapsed = (time.perf_counter() - started) / max(timed_steps, 1)
-        return TrainResult(step, last_loss, [p for p in saved if p is not None], self.resumed_from,
-                           self.trainable_count, elapsed)
+        result = TrainResult(step, last_loss, [p for p in saved if p is not None], self.resumed_from,
+                             self.trainable_count, elapsed)
+        self.write_summary(result)
+        return result
+
+    def write_summary(self, result: TrainResult) -> None:
+        """``RUN/summary.json``: the result and a digest of the trained weights from every process; replicas
+        that drifted apart (they must not: gradients are all-reduced) are reported."""
+        from accelerate.utils import gather_object
+
+        net = self.accelerator.unwrap_model(self.step_module).net
+        digests = gather_object([weights_digest(net)])
+        if len(set(digests)) > 1:
+            self.say(f"WARNING: the processes ended with different weights: {digests}")
+        if self.accelerator.is_main_process:
+            summary = {"steps": result.steps, "last_loss": result.last_loss, "resumed_from": result.resumed_from,
+                       "seconds_per_step": result.seconds_per_step, "trainable_parameters": result.trainable_parameters,
+                       "processes": self.accelerator.num_processes, "weights_digest_per_process": digests,
+                       "checkpoints": [str(p) for p in result.checkpoints]}  # fmt: skip
+            (self.paths.root / "summary.json").write_text(json.dumps(summary, indent=1))
 
     # -- checkpoints -------------------------------------------------------------------------------------------
 
@@ -384,6 +403,16 @@ class Trainer:
                 self.say(f"validation video: {path}")
         acc.wait_for_everyone()
         return written
+
+
+def weights_digest(net: torch.nn.Module) -> str:
+    """SHA-256 of every trainable tensor's bytes (name order): equal digests = bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, param in sorted(net.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def train(data: Path, models: Path, checkpoint: str, out: Path, config: TrainConfig) -> TrainResult:

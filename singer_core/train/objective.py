@@ -136,7 +136,8 @@ class SingerTrainingStep(nn.Module):
         latents = batch.latents
         noise = draws.noise + noise_cfg.offset * draws.offset
         timesteps = draws.timesteps
-        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        # contiguous: a channel-permuted layout here made the CPU backward pass crash (torch 2.13)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps).contiguous()
         if noise_cfg.prediction_type == "v_prediction":
             target = self.scheduler.get_velocity(latents, noise, timesteps)
         else:
