@@ -128,13 +128,18 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(workspace):
-    """A real 2-process gloo run (accelerate launch --cpu) against 1 process with twice the batch.
+    """A real 2-process gloo run (accelerate launch, CPU only) against 1 process with twice the batch.
 
     Per-sample min-SNR weighting makes the loss a plain mean over the global batch, which DDP's gradient
     average reproduces exactly; the official batch-mean weighting is a mean per process (see docs/training.md).
+    Adam's first step is ~ lr * sign(gradient): entries whose gradient is rounding noise (~1e-9) would move by
+    a full +-lr either way, so a large eps makes the update proportional to the gradient for this comparison.
     """
-    extra = ["--max-steps", "2", "--set", "noise.snr_weighting=sample", "--set", "optimizer.lr=1e-3"]
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    extra = ["--max-steps", "2", "--set", "noise.snr_weighting=sample", "--set", "optimizer.lr=1e-2", "--set",
+             "optimizer.eps=1.0"]  # fmt: skip
+    # `--cpu --num_processes 2` starts processes only through mpirun; torchrun (--multi_gpu) starts them here and
+    # the trainer, seeing no GPU, joins them over gloo
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
                 str(_free_port()), "-m"]  # fmt: skip
     train(workspace, "two", *extra, "--set", "train.batch_size=1", launcher=launcher)

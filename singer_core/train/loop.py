@@ -119,6 +119,8 @@ def _make_accelerator(config: TrainConfig, paths: RunPaths):
     if tracker_note:
         notes.append(tracker_note)
     accelerator = Accelerator(
+        # CPU-only machine: several processes (torchrun / `accelerate launch --multi_gpu`) talk over gloo
+        cpu=not torch.cuda.is_available(),
         mixed_precision=mixed,
         gradient_accumulation_steps=config.train.gradient_accumulation,
         log_with=log_with or None,
@@ -323,11 +325,11 @@ class Trainer:
             step_start = time.perf_counter()
         bar.close()
         acc.wait_for_everyone()
-        acc.end_training()
         elapsed = (time.perf_counter() - started) / max(timed_steps, 1)
         result = TrainResult(step, last_loss, [p for p in saved if p is not None], self.resumed_from,
                              self.trainable_count, elapsed)
-        self.write_summary(result)
+        self.write_summary(result)  # before end_training: that ends the process group
+        acc.end_training()
         return result
 
     def write_summary(self, result: TrainResult) -> None:

@@ -205,4 +205,6 @@ class SingerTrainingStep(nn.Module):
                 f"resume state does not match this run's trainable set: {len(missing)} missing "
                 f"(e.g. {sorted(missing)[:3]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:3]})."
             )
-        return super().load_state_dict(state_dict, strict=False, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        # report only the keys this state is about (the frozen weights are never in it)
+        return type(result)(sorted(missing), sorted(unexpected))
