@@ -36,6 +36,7 @@ class ModelConfig:
     frozen_dtype: str = "auto"  # auto = the mixed-precision dtype (fp32 without mixed precision)
     gradient_checkpointing: bool = True
     msm_init_seed: int = 0  # MSM/SFM are initialised from this seed when the starting net has none (Hallo)
+    architecture: str = ""  # NetConfig JSON for a .pth / stage-1 start that is not full size ("" = from the file)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from singer_core.config import NetConfig
 from singer_core.errors import InputError, ModelFileMissingError
 from singer_core.train.config import TrainConfig
 from singer_core.train.data import ClipShape, RankSampler, TrainingClips, step_dropouts
@@ -203,6 +204,8 @@ class Trainer:
             raise InputError(f"The dataset {data} was prepared at {self.dataset.size}x{self.dataset.size} but "
                              f"data.size (--size) is {config.data.size}; use --size {self.dataset.size} or "
                              "prepare the dataset again at that size.")
+        if config.model.architecture and not Path(config.model.architecture).is_file():
+            raise InputError(f"config key model.architecture: file not found: {config.model.architecture}.")
         self.start_path = locate_start(Path(models), checkpoint)
         self.vae_path = locate_vae(Path(models))
 
@@ -217,7 +220,8 @@ class Trainer:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.accelerator, self.mixed, notes = _make_accelerator(config, self.paths)
         acc = self.accelerator
-        net, start = build_training_net(self.start_path, init_seed=config.model.msm_init_seed)
+        architecture = NetConfig.from_file(config.model.architecture) if config.model.architecture else None
+        net, start = build_training_net(self.start_path, architecture, init_seed=config.model.msm_init_seed)
         self._check_audio_shape(net)
         trainable = select_trainable(net, config.model.trainable)
         if config.lora.rank:
