@@ -79,6 +79,7 @@ def fixed_draw_loss(workspace: Path, checkpoint: Path) -> float:
     return float((out.mse * out.weights).mean())
 
 
+@pytest.mark.slow
 def test_a_few_dozen_steps_overfit_a_tiny_dataset(workspace):
     """The per-step training loss is dominated by which timestep each step draws, so the fit is measured on
     fixed clips, noise and timesteps with the checkpoints of steps 0, 10, 20 and 30."""
@@ -106,6 +107,7 @@ def test_a_few_dozen_steps_overfit_a_tiny_dataset(workspace):
     assert not any("hidden_spectral_weighting" in k for k in changed)  # official: SFM frozen
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_continues_exactly(workspace):
     extra = ["--set", "train.batch_size=1", "--set", "train.checkpoint_every=2", "--set", "optimizer.lr=1e-4"]
     train(workspace, "straight", "--max-steps", "4", *extra)
@@ -157,6 +159,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(workspace):
         torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_the_saved_checkpoint_generates_through_the_cli(workspace, tmp_path):
     from singer_core.__main__ import main
     from tests.tiny_models.face_onnx import write_antelopev2
