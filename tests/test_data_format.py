@@ -130,3 +130,4 @@ def test_incomplete_video_folder_is_named(tmp_path):
 def test_writer_checks_frame_and_audio_counts(tmp_path):
     with pytest.raises(DatasetFormatError, match="audio rows"):
         write_video(tmp_path / "v", record(), [encode_jpeg(f) for f in smooth_frames(FRAMES, SIZE)], features(5))
+

@@ -52,14 +52,9 @@ def _settings(args):
 
 
 def run(args) -> int:
-    from singer_core.errors import InputError
-
     from .run import prepare_dataset, summary_table
 
-    try:
-        settings = _settings(args)
-    except ValueError as error:
-        raise InputError(f"invalid option: {error}") from error
+    settings = _settings(args)
     summary = prepare_dataset(args.inputs, args.out, args.models, settings, workers=args.workers,
                               device=args.device, progress=not args.quiet)
     print(summary_table(summary, args.out))

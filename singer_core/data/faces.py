@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from singer_core.face.analysis import _face_object, _quiet_insightface, detect_faces
+from singer_core.face.analysis import DETECTION_SIZES, _face_object, _quiet_insightface, _run_detector
 from singer_core.face.landmarks import face_oval_box, lip_box
 from singer_core.face.masks import build_face_masks
 
@@ -68,17 +68,22 @@ class FaceTrack:
 
 
 def analyse_frame(models, rgb: np.ndarray, track: FaceTrack, second_face_area: float) -> None:
-    """Detect, take the largest face's landmarks and sharpness; update ``track``."""
+    """Detect, take the largest face's landmarks and sharpness; update ``track``.
+
+    One detector run at the official 640 x 640 (``FaceAnalysis.prepare(det_size=(640, 640))``), without the
+    retries at other scales the reference-photo path makes: a video frame whose face is not found at 640
+    is better left out of training than rescued.
+    """
     track.sampled += 1
     track.height, track.width = rgb.shape[:2]
-    faces = detect_faces(models, rgb)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    faces = sorted(_run_detector(models, bgr, DETECTION_SIZES[0]), key=lambda f: f.area, reverse=True)
     if not faces:
         return
     largest = faces[0]
     others = [f for f in faces[1:] if f.area >= second_face_area * largest.area]
     track.with_face += 1
     track.several += bool(others)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     face = _face_object(largest.box, largest.keypoints, largest.score)
     with _quiet_insightface():
         landmarks = np.asarray(models.landmarker.get(bgr, face), dtype=np.float32)

@@ -342,14 +342,14 @@ class VideoData:
     def frames(self, start: int, count: int) -> np.ndarray:
         """Frames ``start .. start+count-1`` as uint8 RGB ``[count, S, S, 3]``."""
         self._check_range(start, count)
+        if count == 0:
+            return np.zeros((0, self.record.size, self.record.size, 3), np.uint8)
         with self._open(self.record.frames_file) as handle:
             if self._offsets is None:
                 self._offsets = handle.get_tensor("offsets")
             lo, hi = int(self._offsets[start]), int(self._offsets[start + count])
             blob = handle.get_slice("jpeg")[lo:hi]
         bounds = self._offsets[start : start + count + 1] - lo
-        if count == 0:
-            return np.zeros((0, self.record.size, self.record.size, 3), np.uint8)
         return np.stack([decode_jpeg(blob[bounds[i] : bounds[i + 1]]) for i in range(count)])
 
     def pixel_values(self, start: int, count: int) -> torch.Tensor:

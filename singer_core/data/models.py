@@ -12,7 +12,7 @@ import torch
 
 from singer_core.errors import ModelFileMissingError
 from singer_core.face.models import default_face_models_dir
-from singer_core.pipeline.model_files import SEPARATOR_FILE, _pick
+from singer_core.pipeline.model_files import ANTELOPE_FILES, SEPARATOR_FILE, _pick
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,10 @@ class PrepareModelFiles:
     insightface: Path
     separator: Path | None
 
-    def describe(self) -> dict[str, str | None]:
-        return {"wav2vec": self.wav2vec.name, "insightface": str(self.insightface.name),
-                "separator": self.separator.name if self.separator else None}
+    def describe(self, vocal_separation: bool) -> dict[str, str | None]:
+        """The model names that shape the data (recorded in dataset.json; a resume must use the same)."""
+        used = self.separator.name if vocal_separation and self.separator else None
+        return {"wav2vec": self.wav2vec.name, "face": self.insightface.name, "separator": used}
 
 
 def locate_prepare_models(root: str | Path) -> PrepareModelFiles:
@@ -34,8 +35,13 @@ def locate_prepare_models(root: str | Path) -> PrepareModelFiles:
                                     "wav2vec2/ and insightface/ (the same folder as for generate).")
     wav2vec = _pick(root / "wav2vec2", None, "wav2vec2 model",
                     "wav2vec2-base-960h (Hugging Face folder with config.json, or a single .safetensors)")
+    insightface = default_face_models_dir(root)
+    for name in ANTELOPE_FILES:
+        if not (insightface / name).is_file():
+            raise ModelFileMissingError(f"Face model missing: {insightface / name}. Put the insightface antelopev2 "
+                                        f"files ({', '.join(ANTELOPE_FILES)}) in {insightface}.")
     separator = root / "audio_separator" / SEPARATOR_FILE
-    return PrepareModelFiles(wav2vec, default_face_models_dir(root), separator if separator.is_file() else None)
+    return PrepareModelFiles(wav2vec, insightface, separator if separator.is_file() else None)
 
 
 @dataclass

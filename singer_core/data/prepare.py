@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from singer_core.audio.features import FPS, extract_audio_features, frame_count
 from singer_core.audio.separator import separate_vocals
 from singer_core.audio.waveform import WAV2VEC_SAMPLE_RATE, prepare_waveform
+from singer_core.errors import InputError
 from singer_core.face.masks import check_output_size
 
 from . import format as fmt
@@ -46,9 +48,11 @@ class PrepareSettings:
     def __post_init__(self) -> None:
         check_output_size(self.size, self.size)
         if not 0.0 < self.crop_ratio <= 1.0:
-            raise ValueError(f"crop ratio must be in (0, 1], got {self.crop_ratio}")
-        if self.detect_every < 1 or not 1 <= self.jpeg_quality <= 100 or self.face_expand_ratio <= 0:
-            raise ValueError(f"invalid preparation settings: {self}")
+            raise InputError(f"--crop-ratio must be in (0, 1] (got {self.crop_ratio}); 0.8 is the paper's.")
+        if self.detect_every < 1:
+            raise InputError(f"--detect-every must be at least 1 (got {self.detect_every}).")
+        if not 1 <= self.jpeg_quality <= 100 or self.face_expand_ratio <= 0:
+            raise InputError(f"JPEG quality must be 1..100 and the face expand ratio positive: {self}.")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -180,8 +184,21 @@ def prepare_video(path: Path, out_root: Path, models, settings: PrepareSettings)
     return Outcome(ident, str(path), "accepted", frames=record.frames)
 
 
-def _prepare(path: Path, ident: str, size_bytes: int, models, settings: PrepareSettings,
-             directory: Path) -> fmt.VideoRecord:
+@dataclass
+class Screened:
+    """A video that passed the quality filter, with what the checks measured."""
+
+    info: VideoInfo
+    waveform: torch.Tensor  # the audio track, source rate, aligned to the first frame
+    rate: int
+    mix16k: torch.Tensor
+    track: FaceTrack
+    window: tuple[int, int, int, int]
+    values: dict
+
+
+def screen(path: Path, models, settings: PrepareSettings) -> Screened:
+    """Probe, read the audio, analyse the faces and run every check; raises ``Rejected`` with all failures."""
     q = settings.quality
     info = probe_video(path)
     waveform, rate = read_audio_track(info)
@@ -196,14 +213,27 @@ def _prepare(path: Path, ident: str, size_bytes: int, models, settings: PrepareS
     reasons, messages = reasons + face_reasons + silence_reasons, messages + face_messages + silence_messages
     if reasons:
         raise Rejected(reasons, f"{path.name}: " + "; ".join(messages), values)
-    wave16k = vocals_16k(waveform, rate, models)
+    return Screened(info, waveform, rate, mix16k, track, window, values)
+
+
+def voice_16k(path: Path, screened: Screened, models, q: QualitySettings) -> torch.Tensor:
+    """The 16 kHz signal the features are computed from: the separated vocals (checked for silence again)
+    when a separator is loaded, else the mix."""
+    wave16k = vocals_16k(screened.waveform, screened.rate, models)
     if wave16k is None:
-        wave16k = mix16k
-    else:
-        silence_reasons, silence_messages, loudness = check_silence(wave16k, q, "vocals")
-        values.update(loudness)
-        if silence_reasons:
-            raise Rejected(silence_reasons, f"{path.name}: " + "; ".join(silence_messages), values)
+        return screened.mix16k
+    reasons, messages, loudness = check_silence(wave16k, q, "vocals")
+    screened.values.update(loudness)
+    if reasons:
+        raise Rejected(reasons, f"{path.name}: " + "; ".join(messages), screened.values)
+    return wave16k
+
+
+def _prepare(path: Path, ident: str, size_bytes: int, models, settings: PrepareSettings,
+             directory: Path) -> fmt.VideoRecord:
+    screened = screen(path, models, settings)
+    track, window, info = screened.track, screened.window, screened.info
+    wave16k = voice_16k(path, screened, models, settings.quality)
     features = extract_audio_features(wave16k, models.wav2vec, clip_length=0).embeddings.numpy()
     count = min(track.frames, features.shape[0])
     conditions = face_conditions(track, window, settings.size, settings.face_expand_ratio)
@@ -212,9 +242,9 @@ def _prepare(path: Path, ident: str, size_bytes: int, models, settings: PrepareS
         id=ident, source=str(path), source_bytes=size_bytes, frames=count, fps=FPS, size=settings.size,
         audio_layers=int(features.shape[1]), audio_hidden=int(features.shape[2]),
         vocal_separation=models.separator is not None, crop_box=list(window), face_box=conditions.face_box,
-        lip_box=conditions.lip_box, source_fps=round(info.fps, 4), source_width=info.width,
-        source_height=info.height, source_sample_rate=rate, video_frames=track.frames, audio_frames=audio_frames,
-        quality=values,
+        lip_box=conditions.lip_box, source_fps=round(info.fps, 4), source_width=track.width,
+        source_height=track.height, source_sample_rate=screened.rate, video_frames=track.frames,
+        audio_frames=screened.values["audio_frames"], quality=screened.values,
     )
     data = fmt.VideoFeatures(features[:count], face_embedding(models.face, track), conditions.face_region,
                              conditions.full, conditions.face, conditions.lip, wave16k.numpy())

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+from singer_core.errors import InputError
+
 SHARPNESS_SIDE = 128
 
 
@@ -59,9 +61,9 @@ class QualitySettings:
         shares = (self.min_face_share, self.max_several_share, self.second_face_area, self.min_voiced_share,
                   self.min_face_size)
         if not all(0.0 <= share <= 1.0 for share in shares):
-            raise ValueError(f"quality shares must be within 0..1: {self}")
+            raise InputError(f"quality thresholds given as shares (e.g. --min-face-size) must be within 0..1: {self}")
         if self.max_length_mismatch < 0 or self.min_frames < 1 or self.min_face_pixels < 0:
-            raise ValueError(f"invalid quality settings: {self}")
+            raise InputError(f"invalid quality settings: {self}")
 
 
 def sharpness(gray: np.ndarray, box: np.ndarray) -> float:

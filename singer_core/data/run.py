@@ -74,13 +74,13 @@ def _finished(path: Path, out_root: Path) -> Outcome | None:
     return None
 
 
-def check_settings(out_root: Path, settings: PrepareSettings) -> None:
-    """Refuse to mix settings in one dataset."""
+def check_settings(out_root: Path, settings: dict) -> None:
+    """Refuse to mix settings (or models) in one dataset."""
     index_file = out_root / fmt.INDEX_FILE
     if not index_file.is_file():
         return
     old = fmt.DatasetIndex.from_dict(fmt.read_json(index_file), str(index_file)).settings
-    new = settings.to_dict()
+    new = settings
     changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
     if changed:
         details = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed)
@@ -88,7 +88,7 @@ def check_settings(out_root: Path, settings: PrepareSettings) -> None:
                          "resume it, or another --out for a new dataset.")
 
 
-def build_index(out_root: Path, settings: PrepareSettings) -> fmt.DatasetIndex:
+def build_index(out_root: Path, size: int, settings: dict) -> fmt.DatasetIndex:
     """Index of every finished video folder, sorted by source path (independent of the completion order)."""
     videos, rejected = [], []
     folder = out_root / fmt.VIDEOS_DIR
@@ -99,7 +99,7 @@ def build_index(out_root: Path, settings: PrepareSettings) -> fmt.DatasetIndex:
             rejected.append(fmt.Rejection.from_dict(fmt.read_json(directory / fmt.REJECTED_FILE)))
     videos.sort(key=lambda r: (r.source, r.id))
     rejected.sort(key=lambda r: (r.source, r.id))
-    return fmt.DatasetIndex(size=settings.size, settings=settings.to_dict(), videos=videos, rejected=rejected)
+    return fmt.DatasetIndex(size=size, settings=settings, videos=videos, rejected=rejected)
 
 
 def _worker_init(models_root: str, settings: PrepareSettings, device: str | None, threads: int) -> None:
@@ -140,9 +140,10 @@ def prepare_dataset(inputs: list[str | Path], out: str | Path, models_root: str 
         raise InputError(f"No video files found in {', '.join(str(i) for i in inputs)} "
                          f"(looked for {', '.join(VIDEO_SUFFIXES)}).")
     files = locate_prepare_models(models_root)
-    check_settings(out_root, settings)
+    recorded = {**settings.to_dict(), "models": files.describe(settings.vocal_separation)}
+    check_settings(out_root, recorded)
     out_root.mkdir(parents=True, exist_ok=True)
-    fmt.write_index(out_root, build_index(out_root, settings))
+    fmt.write_index(out_root, build_index(out_root, settings.size, recorded))
     summary = RunSummary()
     todo = []
     for path in videos:
@@ -154,9 +155,8 @@ def prepare_dataset(inputs: list[str | Path], out: str | Path, models_root: str 
             summary.outcomes.append(outcome)
             bar.update(1)
             bar.set_postfix(accepted=summary.count("accepted"), rejected=summary.count("rejected"))
-    del files
     summary.outcomes.sort(key=lambda o: o.source)
-    summary.index = build_index(out_root, settings)
+    summary.index = build_index(out_root, settings.size, recorded)
     fmt.write_index(out_root, summary.index)
     return summary
 

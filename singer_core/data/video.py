@@ -2,11 +2,14 @@
 
 Frame-rate conversion picks, for output frame k (time k / 25 s after the first frame), the source frame whose
 presentation time is nearest (ties go to the earlier frame), like ffmpeg's ``fps`` filter with ``round=near``.
-This works for any constant or variable frame rate. The output covers the video's duration (last time stamp
+This works for any constant or variable frame rate. Frames are turned upright by the stream's display matrix
+(phone videos), as players show them. The output covers the video's duration (last time stamp
 plus one source frame): ``ceil(duration * 25)`` frames, so a 2 s clip gives 50 frames at any source rate.
 
-The audio is aligned to the first video frame: when the audio stream starts later than the video (stream
-start times), zeros are put in front; when it starts earlier, the samples before the first frame are dropped.
+The audio is cut to the stream's duration when the header gives one (AAC decoders output whole 1024-sample
+frames: the padding after the last real sample is dropped), then aligned to the first video frame: when the
+audio stream starts later than the video (stream start times), zeros are put in front; when it starts
+earlier, the samples before the first frame are dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class VideoInfo:
     sample_rate: int
     video_start: float  # seconds
     audio_start: float  # seconds (0 when there is no audio)
+    audio_duration: float | None = None  # seconds, from the stream header when it has one
 
 
 def _av():
@@ -53,6 +57,12 @@ def _start(stream) -> float:
     if stream.start_time is None or stream.time_base is None:
         return 0.0
     return float(stream.start_time * stream.time_base)
+
+
+def _duration(stream) -> float | None:
+    if not stream.duration or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -78,10 +88,18 @@ def probe_video(path: str | Path) -> VideoInfo:
                 sample_rate=int(audio.rate or audio.codec_context.sample_rate) if audio is not None else 0,
                 video_start=_start(video),
                 audio_start=_start(audio) if audio is not None else 0.0,
+                audio_duration=_duration(audio) if audio is not None else None,
             )
     except av.error.FFmpegError as error:
         raise VideoFileError(f"Cannot read video file {path}: {error}. The file is corrupt or not a video; "
                              "re-export or re-download it.", "corrupt") from error
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply the stream's display rotation (PyAV's ``frame.rotation``: degrees counterclockwise, e.g. -90 for a
+    phone video shot upright) the way players and ffmpeg's autorotate do."""
+    turns = int(round(rotation / 90)) % 4
+    return np.ascontiguousarray(np.rot90(image, k=turns)) if turns else image
 
 
 def frames_at_fps(path: str | Path, fps: int = 25) -> Iterator[np.ndarray]:
@@ -108,7 +126,7 @@ def frames_at_fps(path: str | Path, fps: int = 25) -> Iterator[np.ndarray]:
                     while emitted / fps < midpoint - _EPS:
                         yield previous[1]
                         emitted += 1
-                previous = (time, frame.to_ndarray(format="rgb24"))
+                previous = (time, upright(frame.to_ndarray(format="rgb24"), frame.rotation or 0))
     except av.error.FFmpegError as error:
         raise VideoFileError(f"Cannot decode video file {path}: {error}. The file is corrupt or truncated; "
                              "re-export or re-download it.", "corrupt") from error
@@ -131,6 +149,8 @@ def read_audio_track(info: VideoInfo) -> tuple[torch.Tensor, int]:
         waveform, rate = read_audio_file(info.path)
     except InputError as error:
         raise VideoFileError(f"Cannot decode the audio track of {info.path}: {error}", "corrupt") from error
+    if info.audio_duration is not None:
+        waveform = waveform[:, : int(round(info.audio_duration * rate))]
     shift = int(round((info.audio_start - info.video_start) * rate))
     if shift > 0:
         waveform = torch.nn.functional.pad(waveform, (shift, 0))
