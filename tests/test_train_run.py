@@ -181,3 +181,18 @@ def test_the_saved_checkpoint_generates_through_the_cli(workspace, tmp_path):
             "--clip-length", "8"]  # fmt: skip
     assert main(argv) == 0
     assert out.is_file() and out.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_lora_run_saves_merged_weights_and_resumes(workspace):
+    extra = ["--set", "lora.rank=4", "--set", "train.batch_size=1", "--set", "optimizer.lr=1e-2",
+             "--set", "train.checkpoint_every=2"]  # fmt: skip
+    train(workspace, "lora", "--max-steps", "2", *extra)
+    run = train(workspace, "lora", "--max-steps", "3", *extra)
+    assert "(resumed from 2)" in run.stdout and "via LoRA rank 4" in run.stdout
+    start = weights(workspace / "models" / "singer" / "net.safetensors")
+    trained = weights(workspace / "lora" / "checkpoints" / "singer-step-3.safetensors")
+    assert trained.keys() == start.keys()  # adapters merged: the plain Net layout
+    changed = {k for k in start if not torch.equal(trained[k], start[k])}
+    assert "audioproj.proj1.weight" in changed and not any(k.endswith(".bias") for k in changed)
+    assert not any(k.startswith(("reference_unet.", "imageproj.", "face_locator.")) for k in changed)
