@@ -27,6 +27,16 @@ COMMON = ["--size", "64", "--set", "data.frames=2", "--set", "data.num_workers=0
           "--set", "train.tracker=jsonl"]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process work here (fixed-draw losses, generation) is tiny: one thread avoids the synchronisation cost
+    of two threads on a loaded 2-core machine (the training subprocesses get OMP_NUM_THREADS=1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train_run")
