@@ -66,7 +66,12 @@ FF_BLOCK_ELEMENTS = 2**24
 def feed_forward_residual(ff: nn.Module, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``ff(norm(x)) + x`` computed in place in ``x`` (a fresh tensor owned by the caller) one block of
     tokens at a time. Every token is independent here, so the result is the same as in one piece,
-    but the GEGLU's wide intermediate never exists for the whole batch (lower peak memory)."""
+    but the GEGLU's wide intermediate never exists for the whole batch (lower peak memory).
+
+    When autograd records (training), the in-place blocks would overwrite tensors saved for the
+    backward pass, so the sum is computed out of place in one piece instead."""
+    if torch.is_grad_enabled():
+        return x + ff(norm(x))
     if not x.is_contiguous():
         x = x.contiguous()
     flat = x.view(-1, x.shape[-1])

@@ -46,7 +46,12 @@ class AudioTransformerBlock(nn.Module):
         full = conv1x1_tokens(self.zero_conv_full, full * masks.full[silent:])
         face = conv1x1_tokens(self.zero_conv_face, face * masks.face[silent:])
         lip = conv1x1_tokens(self.zero_conv_lip, lip * masks.lip[silent:])
-        x[silent:] += motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip
+        terms = motion_scale[0] * full + motion_scale[1] * face + motion_scale[2] * lip
+        if torch.is_grad_enabled():  # training: out of place (norm2 saved x for the backward pass)
+            if silent:
+                terms = torch.cat([self.silent_audio_terms(masks, motion_scale, silent).expand_as(x[:silent]), terms])
+            return feed_forward_residual(self.ff, self.norm3, x + terms)
+        x[silent:] += terms
         if silent:
             x[:silent] += self.silent_audio_terms(masks, motion_scale, silent)
         return feed_forward_residual(self.ff, self.norm3, x)
