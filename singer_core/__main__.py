@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from singer_core.errors import SingerError
+
+# Subcommands that live in their own module: each exposes ``add_parser(subparsers)``, which adds its
+# parser with ``set_defaults(handler=...)``; the handler takes the parsed arguments and returns the exit code.
+SUBCOMMANDS = (
+    "singer_core.batch",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-vocal-separation", action="store_true", help="encode the mix even if the separator exists")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     gen.add_argument("--dry-run", action="store_true", help="validate inputs and models, generate nothing")
+    gen.set_defaults(handler=_generate)
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).add_parser(commands)
     return parser
 
 
@@ -122,7 +132,7 @@ def _generate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _generate(args)
+        return args.handler(args)
     except SingerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
