@@ -46,7 +46,9 @@ JOB_COLUMNS = ("image", "audio", "name")
 # ``generate`` options that name files, models or the device: the same for every row (command line only).
 COMMAND_LINE_ONLY = ("image", "audio", "out", "models", "checkpoint", "vae", "device", "dry_run", "help")
 STATUSES = ("done", "skipped", "failed")
-SUMMARY_FIELDS = ("index", "name", "status", "output", "frames", "seconds", "generate_seconds", "rank", "error")
+SUMMARY_FIELDS = (
+    "index", "name", "status", "output", "frames", "seconds", "generate_seconds", "rank", "frames_sha256", "error",
+)  # fmt: skip
 PARTS_FOLDER = ".batch"
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "on"), ("0", "false", "no", "n", "off")
 
@@ -72,7 +74,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``batch``: 0 when every row is done or skipped, 1 when a row failed, 2 on a bad CSV/models."""
+    """Handler of ``batch``: 0 when every row is done or skipped, 1 when a row failed (one process; with several,
+    each exits 0 once its rows are done and the failed rows are counted in ``summary.json``), 2 on a bad CSV."""
     from singer_core.pipeline.model_files import locate_models
 
     plan = read_jobs(args.jobs, args, args.generate_parser)
@@ -86,9 +89,11 @@ def run_cli(args: argparse.Namespace) -> int:
         return 0
     shard = Shard.current(args.device)
     models = LoadedModels(files, shard.device)
-    results = run_jobs(plan, out, models, shard)
+    merged = run_jobs(plan, out, models, shard)
     shard.close()
-    return 1 if any(r.status == "failed" for r in results) else 0
+    if shard.world > 1:
+        return 0  # a non-zero exit makes torchrun/accelerate kill the ranks still running: see summary.json
+    return 1 if any(row["status"] == "failed" for row in merged) else 0
 
 
 # -- reading the jobs -------------------------------------------------------------------------------------------
@@ -292,8 +297,11 @@ class Shard:
         return [job for job in jobs if job.index % self.world == self.rank]
 
     def close(self) -> None:
-        if self.state is not None and self.world > 1:
-            self.state.destroy_process_group()
+        """Leave the process group accelerate opened (nothing here communicates through it)."""
+        import torch.distributed as dist
+
+        if self.state is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 # -- running ----------------------------------------------------------------------------------------------------
@@ -352,11 +360,13 @@ class RowResult:
     frames: int | None = None
     seconds: float | None = None  # the whole row: reading, face analysis, audio features, generation, writing
     generate_seconds: float | None = None  # generate() alone (sampling and decoding): what the speed options change
+    frames_sha256: str = ""  # of the generated uint8 frames before encoding: H.264 encoding is not bit-reproducible
     error: str = ""
 
 
-def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=print) -> list[RowResult]:
-    """Run this process's rows; return their results (and write the summary, see the module docstring)."""
+def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=print) -> list[dict] | None:
+    """Run this process's rows and write its part of the summary; returns the merged summary's rows when this
+    process wrote it (it finished last, see the module docstring), else None."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     part = _part_path(out, shard)
@@ -376,7 +386,9 @@ def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=p
     if merged is not None:
         counts = {s: sum(r["status"] == s for r in merged) for s in STATUSES}
         log(f"summary: {out / 'summary.csv'} ({', '.join(f'{v} {k}' for k, v in counts.items())})", flush=True)
-    return results
+    else:
+        log(f"[rank {shard.rank}/{shard.world}] finished; the last process to finish writes {out / 'summary.csv'}")
+    return merged
 
 
 def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResult:
@@ -388,7 +400,7 @@ def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResu
     temporary = out / f".{job.name}.tmp.mp4"
     start = time.perf_counter()
     try:
-        result.frames, result.generate_seconds = _generate(job, temporary, models)
+        result.frames, result.generate_seconds, result.frames_sha256 = _generate(job, temporary, models)
         os.replace(temporary, final)  # atomic: a final file is always complete
         result.status, result.seconds = "done", time.perf_counter() - start
     except Exception as error:  # noqa: BLE001 - a row's failure must not stop the batch (CUDA OOM included)
@@ -402,8 +414,8 @@ def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResu
     return result
 
 
-def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float]:
-    """Generate one row's video into ``path``; returns (frames, seconds in ``generate``)."""
+def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, str]:
+    """Generate one row's video into ``path``; returns (frames, seconds in ``generate``, frames' sha256)."""
     from tqdm import tqdm
 
     from singer_core.audio import song_features
@@ -432,7 +444,17 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float]:
         result = generate(net, codec, reference, audio, options, on_progress=on_progress)
         seconds = time.perf_counter() - start
     write_video(path, result.frames, result.fps, song, rate)
-    return int(result.frames.shape[0]), seconds
+    return int(result.frames.shape[0]), seconds, frames_digest(result.frames)
+
+
+def frames_digest(frames) -> str:
+    """sha256 of the frames as the uint8 pixels written to the video (in chunks: no second full copy)."""
+    from singer_core.video_io import frames_to_uint8
+
+    digest = hashlib.sha256()
+    for chunk in frames.split(64):
+        digest.update(frames_to_uint8(chunk).tobytes())
+    return digest.hexdigest()
 
 
 # -- the summary ------------------------------------------------------------------------------------------------
