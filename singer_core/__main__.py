@@ -13,6 +13,7 @@ from singer_core.errors import SingerError
 # parser with ``set_defaults(handler=...)``; the handler takes the parsed arguments and returns the exit code.
 SUBCOMMANDS = (
     "singer_core.batch",
+    "singer_core.evaluation.cli",
 )
 
 

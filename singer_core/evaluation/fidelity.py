@@ -1,0 +1,108 @@
+"""PSNR and SSIM between a generated video and its reference, frame by frame.
+
+Convention (the one ``skimage.metrics`` uses with the arguments below, checked in tests):
+
+* frames are RGB uint8; frame ``i`` of the generated video is compared with frame ``i`` of the reference,
+  over the shorter of the two lengths; a reference of another size is resized to the generated size
+  (``cv2.INTER_AREA``) first;
+* PSNR = ``10 log10(255^2 / MSE)`` with the MSE over all pixels and the three channels of the frame
+  (``peak_signal_noise_ratio(ref, gen, data_range=255)``); identical frames give ``inf``;
+* SSIM = ``structural_similarity(ref, gen, data_range=255, channel_axis=-1)``: each RGB channel on its
+  own, 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance (49/48), the SSIM map averaged over
+  the window centres at least 3 pixels from the border, then the three channels averaged;
+* the video's value is the mean of its per-frame values.
+
+The computation runs batched in float64 torch (CPU or GPU) instead of calling scikit-image frame by
+frame: the same numbers (to ~1e-12) several times faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATA_RANGE = 255.0
+SSIM_WINDOW = 7
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+FRAME_BATCH = 16
+
+
+def _as_tensor(frames: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> [T, 3, H, W] float64."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).double()
+
+
+def psnr_frames(generated: np.ndarray, reference: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Per-frame PSNR (dB) of two [T, H, W, 3] uint8 arrays."""
+    gen, ref = _as_tensor(generated, device), _as_tensor(reference, device)
+    mse = (gen - ref).pow(2).flatten(1).mean(dim=1)
+    with np.errstate(divide="ignore"):
+        return (10 * torch.log10(DATA_RANGE**2 / mse)).cpu().numpy()
+
+
+def ssim_frames(generated: np.ndarray, reference: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
+    """Per-frame SSIM of two [T, H, W, 3] uint8 arrays (mean of the three channels' mean SSIM)."""
+    x, y = _as_tensor(reference, device), _as_tensor(generated, device)
+    if min(x.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels.")
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        # Unpadded window means = skimage's uniform_filter values at the centres it keeps after its crop.
+        return F.avg_pool2d(t, SSIM_WINDOW, stride=1)
+
+    count = SSIM_WINDOW**2
+    cov_norm = count / (count - 1)
+    ux, uy = mean(x), mean(y)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    c1, c2 = (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2
+    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return ssim_map.mean(dim=(2, 3)).mean(dim=1).cpu().numpy()
+
+
+def match_size(reference: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize reference frames to the generated size (area interpolation) when they differ."""
+    if reference.shape[1:3] == (height, width):
+        return reference
+    import cv2
+
+    return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in reference])
+
+
+def paired_batches(
+    generated: Iterable[np.ndarray], reference: Iterable[np.ndarray], batch: int = FRAME_BATCH
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Aligned [B, H, W, 3] batches of (generated, reference) frames, stopping at the shorter video."""
+    gen_buffer, ref_buffer = [], []
+    for gen, ref in zip(generated, reference, strict=False):
+        gen_buffer.append(gen)
+        ref_buffer.append(ref)
+        if len(gen_buffer) == batch:
+            yield _batch(gen_buffer, ref_buffer)
+            gen_buffer, ref_buffer = [], []
+    if gen_buffer:
+        yield _batch(gen_buffer, ref_buffer)
+
+
+def _batch(gen_buffer: list[np.ndarray], ref_buffer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.stack(gen_buffer)
+    return gen, match_size(np.stack(ref_buffer), gen.shape[1], gen.shape[2])
+
+
+def psnr_ssim(
+    generated: Iterable[np.ndarray], reference: Iterable[np.ndarray], device: torch.device | str = "cpu"
+) -> dict[str, float]:
+    """Mean PSNR and SSIM over the aligned frames of two frame streams, plus the number of frames compared."""
+    psnr, ssim = [], []
+    for gen, ref in paired_batches(generated, reference):
+        psnr.append(psnr_frames(gen, ref, device))
+        ssim.append(ssim_frames(gen, ref, device))
+    if not psnr:
+        raise ValueError("no frames to compare")
+    return {"psnr": float(np.mean(np.concatenate(psnr))), "ssim": float(np.mean(np.concatenate(ssim))),
+            "frames_compared": float(sum(len(p) for p in psnr))}
