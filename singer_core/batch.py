@@ -372,9 +372,13 @@ def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=p
     part = _part_path(out, shard)
     part.unlink(missing_ok=True)
     mine = shard.take(plan.jobs)
+    earlier = _earlier_rows(out)
     results = []
     for count, job in enumerate(mine, 1):
         result = run_job(job, out, models, shard.rank)
+        if result.status == "skipped" and job.name in earlier:
+            for key in ("frames", "seconds", "generate_seconds", "frames_sha256"):  # how the video was made
+                setattr(result, key, earlier[job.name][key])
         note = f" in {result.seconds:.1f} s ({result.frames} frames)" if result.status == "done" else ""
         error = f": {result.error}" if result.error else ""
         log(f"[rank {shard.rank}/{shard.world}] {count}/{len(mine)} row {job.row} {job.name}: "
@@ -489,6 +493,15 @@ def merge_summary(plan: JobPlan, out: Path, world: int) -> list[dict] | None:
         writer.writerows({k: ("" if row[k] is None else row[k]) for k in SUMMARY_FIELDS} for row in rows)
     os.replace(temporary, out / "summary.csv")
     return rows
+
+
+def _earlier_rows(out: Path) -> dict[str, dict]:
+    """The rows a previous run generated (by name), so a skipped row keeps its frames, timings and digest."""
+    try:
+        rows = json.loads((out / "summary.json").read_text())["rows"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+    return {row["name"]: row for row in rows if row.get("status") != "failed" and row.get("frames_sha256")}
 
 
 def _write_json(path: Path, data: dict) -> None:
