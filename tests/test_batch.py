@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from singer_core.__main__ import _parser, main
 from singer_core.audio.waveform import read_audio_file
@@ -66,6 +67,7 @@ def inputs(tmp_path_factory) -> Path:
     write_excerpt(root / "a.wav", 0.0, 0.32)  # 8 frames
     write_excerpt(root / "b.wav", 0.4, 0.2)  # 5 frames
     (root / "broken.png").write_text("not an image")
+    Image.new("RGB", (300, 300), (200, 200, 200)).save(root / "blank.png")  # no face in it
     return root
 
 
@@ -140,14 +142,16 @@ def test_failed_rows_are_summarised_and_a_second_run_resumes(models, inputs, tmp
         ["face.png", "b.wav", "good", "3"],
         ["broken.png", "b.wav", "bad_image", ""],
         ["face.png", "missing.wav", "no_audio", ""],
+        ["blank.png", "b.wav", "no_face", ""],
     ])  # fmt: skip
     out = tmp_path / "out"
     assert main(batch_args(jobs, out, models)) == 1  # a row failed
     rows = summary(out)
-    assert [rows[n]["status"] for n in ("good", "bad_image", "no_audio")] == ["done", "failed", "failed"]
+    assert [rows[n]["status"] for n in ("good", "bad_image", "no_audio", "no_face")] == ["done", *["failed"] * 3]
     assert "Cannot read the reference image" in rows["bad_image"]["error"]
     assert "broken.png" in rows["bad_image"]["error"]
     assert "missing.wav" in rows["no_audio"]["error"]
+    assert rows["no_face"]["error"].startswith("No face was found in the reference image")
     assert rows["good"]["frames"] == 5 and len(rows["good"]["frames_sha256"]) == 64
     assert sorted(p.name for p in out.glob("*.mp4")) == ["good.mp4"]
     first = (out / "good.mp4").stat().st_mtime_ns
@@ -166,6 +170,11 @@ def test_failed_rows_are_summarised_and_a_second_run_resumes(models, inputs, tmp
     redone = summary(out)["good"]
     assert redone["status"] == "done" and redone["frames_sha256"] == rows["good"]["frames_sha256"]
     assert not (out / ".good.tmp.mp4").exists() and av.open(str(out / "good.mp4")).streams.video[0].frames == 5
+
+    capsys.readouterr()
+    assert main(batch_args(jobs, out, models, "--dry-run")) == 0
+    printed = capsys.readouterr().out
+    assert "row 1: good.mp4 (exists, will be skipped)" in printed and "row 4: no_face.mp4 (to generate)" in printed
 
 
 def free_port() -> int:
