@@ -9,8 +9,10 @@ which takes ``generate``'s default. The accepted columns are derived from the ``
 
 Why it is built this way:
 
-* Resumable: a finished ``DIR/<name>.mp4`` is skipped. A row is written to a hidden temporary file and
-  renamed when complete, so a row interrupted half-way has no final file and is redone.
+* Resumable: a finished ``DIR/<name>.mp4`` is skipped, unless its record (``DIR/.batch/videos/<name>.json``:
+  the settings it was made with, its frame count, timings and frames' digest) shows that the row's settings
+  changed since: then it is made again. A row is written to a hidden temporary file and renamed when
+  complete, so a row interrupted half-way has no final file and is redone.
 * A row that cannot be made (unreadable image, no face, missing file ...) is recorded with the library's
   error message in ``DIR/summary.csv`` / ``DIR/summary.json`` and the batch goes on. A CSV that cannot be
   read as jobs (unknown column, a value of the wrong type, an invalid option) stops the batch before any
@@ -42,12 +44,16 @@ from pathlib import Path
 
 from singer_core.errors import InputError, SingerError
 
+if typing.TYPE_CHECKING:
+    from singer_core.pipeline.options import GenerationOptions
+
 JOB_COLUMNS = ("image", "audio", "name")
 # ``generate`` options that name files, models or the device: the same for every row (command line only).
 COMMAND_LINE_ONLY = ("image", "audio", "out", "models", "checkpoint", "vae", "device", "dry_run", "help")
 STATUSES = ("done", "skipped", "failed")
 SUMMARY_FIELDS = (
     "index", "name", "status", "output", "frames", "seconds", "generate_seconds", "rank", "frames_sha256", "error",
+    "note",
 )  # fmt: skip
 PARTS_FOLDER = ".batch"
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "y", "on"), ("0", "false", "no", "n", "off")
@@ -160,8 +166,9 @@ class Job:
     image: Path
     audio: Path
     args: argparse.Namespace
-    options: object  # GenerationOptions
-    cells: dict[str, str] = field(default_factory=dict)
+    options: GenerationOptions
+    cells: dict[str, str] = field(default_factory=dict)  # the values this row sets (for messages)
+    settings: dict = field(default_factory=dict)  # every per-row value it runs with, files included
 
     @property
     def row(self) -> int:
@@ -251,7 +258,9 @@ def _job(path: Path, index: int, cells: dict[str, str], defaults, columns: dict[
     name = cells.get("name", "").strip() or f"{image.stem}_{audio.stem}"
     if "/" in name or "\\" in name or name.startswith("."):
         raise InputError(f"{where}, column 'name': {name!r} must be a plain file name (no folders, no leading dot).")
-    return Job(index, name, image, audio, args, options, given)
+    settings = {"image": str(image), "audio": str(audio)}
+    settings |= {c: getattr(options if column.option_field else args, c) for c, column in columns.items()}
+    return Job(index, name, image, audio, args, options, given, settings)
 
 
 def _duplicate_names(path: Path, jobs: list[Job]) -> list[str]:
@@ -362,6 +371,8 @@ class RowResult:
     generate_seconds: float | None = None  # generate() alone (sampling and decoding): what the speed options change
     frames_sha256: str = ""  # of the generated uint8 frames before encoding: H.264 encoding is not bit-reproducible
     error: str = ""
+    note: str = ""
+    settings: dict = field(default_factory=dict)  # every per-row value the video is made with
 
 
 def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=print) -> list[dict] | None:
@@ -372,15 +383,11 @@ def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=p
     part = _part_path(out, shard)
     part.unlink(missing_ok=True)
     mine = shard.take(plan.jobs)
-    earlier = _earlier_rows(out)
     results = []
     for count, job in enumerate(mine, 1):
         result = run_job(job, out, models, shard.rank)
-        if result.status == "skipped" and job.name in earlier:
-            for key in ("frames", "seconds", "generate_seconds", "frames_sha256"):  # how the video was made
-                setattr(result, key, earlier[job.name][key])
         note = f" in {result.seconds:.1f} s ({result.frames} frames)" if result.status == "done" else ""
-        error = f": {result.error}" if result.error else ""
+        error = f": {result.error}" if result.error else f" ({result.note})" if result.note else ""
         log(f"[rank {shard.rank}/{shard.world}] {count}/{len(mine)} row {job.row} {job.name}: "
             f"{result.status}{note}{error}", flush=True)  # fmt: skip
         results.append(result)
@@ -396,17 +403,26 @@ def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=p
 
 
 def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResult:
-    """One row: skipped if its video exists; any error is caught and recorded, never raised."""
-    final = job.output(out)
-    result = RowResult(job.index, job.name, "skipped", str(final), rank)
-    if final.is_file():
+    """One row: skipped if its video exists and was made with the same settings (its record says how it was
+    made: frames, timings, digest are carried over); any error is caught and recorded, never raised."""
+    final, record_path = job.output(out), out / PARTS_FOLDER / "videos" / f"{job.name}.json"
+    result = RowResult(job.index, job.name, "skipped", str(final), rank, settings=job.settings)
+    record = _read_record(record_path) if final.is_file() else None
+    if final.is_file() and (record is None or record.get("settings") == job.settings):
+        for key in ("frames", "seconds", "generate_seconds", "frames_sha256"):
+            setattr(result, key, (record or {}).get(key, getattr(result, key)))
         return result
+    if record is not None:
+        changed = sorted(k for k in {*record.get("settings", {}), *job.settings}
+                         if record.get("settings", {}).get(k) != job.settings.get(k))  # fmt: skip
+        result.note = f"remade: {', '.join(changed)} changed since {final.name} was made"
     temporary = out / f".{job.name}.tmp.mp4"
     start = time.perf_counter()
     try:
         result.frames, result.generate_seconds, result.frames_sha256 = _generate(job, temporary, models)
         os.replace(temporary, final)  # atomic: a final file is always complete
         result.status, result.seconds = "done", time.perf_counter() - start
+        _write_json(record_path, dataclasses.asdict(result))
     except Exception as error:  # noqa: BLE001 - a row's failure must not stop the batch (CUDA OOM included)
         temporary.unlink(missing_ok=True)
         result.status = "failed"
@@ -495,13 +511,12 @@ def merge_summary(plan: JobPlan, out: Path, world: int) -> list[dict] | None:
     return rows
 
 
-def _earlier_rows(out: Path) -> dict[str, dict]:
-    """The rows a previous run generated (by name), so a skipped row keeps its frames, timings and digest."""
+def _read_record(path: Path) -> dict | None:
+    """The record written next to a finished video (None for a video made before records, or by hand)."""
     try:
-        rows = json.loads((out / "summary.json").read_text())["rows"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return {}
-    return {row["name"]: row for row in rows if row.get("status") != "failed" and row.get("frames_sha256")}
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def _write_json(path: Path, data: dict) -> None:

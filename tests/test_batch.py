@@ -163,6 +163,16 @@ def test_failed_rows_are_summarised_and_a_second_run_resumes(models, inputs, tmp
     assert (skipped["frames_sha256"], skipped["generate_seconds"]) == (rows["good"]["frames_sha256"],
                                                                         rows["good"]["generate_seconds"])
 
+    # A command-line value the row overrides changes nothing; one it takes makes the video again.
+    assert main(batch_args(jobs, out, models, "--seed", "5")) == 1
+    assert summary(out)["good"]["status"] == "skipped"
+    capsys.readouterr()
+    assert main(batch_args(jobs, out, models, "--lip-weight", "0.5")) == 1
+    assert "good: done" in capsys.readouterr().out
+    remade = summary(out)["good"]
+    assert remade["note"] == "remade: lip_weight changed since good.mp4 was made"
+    assert remade["frames_sha256"] != rows["good"]["frames_sha256"]
+
     # An interrupted row leaves only its temporary file: the next run redoes the row and removes it.
     (out / "good.mp4").unlink()
     (out / ".good.tmp.mp4").write_bytes(b"half a video")
