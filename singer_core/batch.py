@@ -89,7 +89,8 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.dry_run:
         for job in plan.jobs:
-            state = "exists, will be skipped" if job.output(out).is_file() else "to generate"
+            skip, _, note = existing(job, out)
+            state = "exists, will be skipped" if skip else note.replace("remade", "to make again") or "to generate"
             print(f"row {job.row}: {job.name}.mp4 ({state})")
         print(f"dry run OK: {len(plan.jobs)} rows, checkpoint {files.checkpoint}; nothing generated")
         return 0
@@ -405,24 +406,20 @@ def run_jobs(plan: JobPlan, out: Path, models: LoadedModels, shard: Shard, log=p
 def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResult:
     """One row: skipped if its video exists and was made with the same settings (its record says how it was
     made: frames, timings, digest are carried over); any error is caught and recorded, never raised."""
-    final, record_path = job.output(out), out / PARTS_FOLDER / "videos" / f"{job.name}.json"
+    final = job.output(out)
     result = RowResult(job.index, job.name, "skipped", str(final), rank, settings=job.settings)
-    record = _read_record(record_path) if final.is_file() else None
-    if final.is_file() and (record is None or record.get("settings") == job.settings):
+    skip, record, result.note = existing(job, out)
+    if skip:
         for key in ("frames", "seconds", "generate_seconds", "frames_sha256"):
             setattr(result, key, (record or {}).get(key, getattr(result, key)))
         return result
-    if record is not None:
-        changed = sorted(k for k in {*record.get("settings", {}), *job.settings}
-                         if record.get("settings", {}).get(k) != job.settings.get(k))  # fmt: skip
-        result.note = f"remade: {', '.join(changed)} changed since {final.name} was made"
     temporary = out / f".{job.name}.tmp.mp4"
     start = time.perf_counter()
     try:
         result.frames, result.generate_seconds, result.frames_sha256 = _generate(job, temporary, models)
         os.replace(temporary, final)  # atomic: a final file is always complete
         result.status, result.seconds = "done", time.perf_counter() - start
-        _write_json(record_path, dataclasses.asdict(result))
+        _write_json(_record_path(job, out), dataclasses.asdict(result))
     except Exception as error:  # noqa: BLE001 - a row's failure must not stop the batch (CUDA OOM included)
         temporary.unlink(missing_ok=True)
         result.status = "failed"
@@ -511,12 +508,24 @@ def merge_summary(plan: JobPlan, out: Path, world: int) -> list[dict] | None:
     return rows
 
 
-def _read_record(path: Path) -> dict | None:
-    """The record written next to a finished video (None for a video made before records, or by hand)."""
+def existing(job: Job, out: Path) -> tuple[bool, dict | None, str]:
+    """(skip the row?, the finished video's record, why it is made again). A video without a record (made
+    before records existed, or by hand) is kept as it is."""
+    if not job.output(out).is_file():
+        return False, None, ""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(_record_path(job, out).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        return True, None, ""
+    made = record.get("settings", {})
+    changed = sorted(k for k in {*made, *job.settings} if made.get(k) != job.settings.get(k))
+    if not changed:
+        return True, record, ""
+    return False, record, f"remade: {', '.join(changed)} changed since {job.name}.mp4 was made"
+
+
+def _record_path(job: Job, out: Path) -> Path:
+    return out / PARTS_FOLDER / "videos" / f"{job.name}.json"
 
 
 def _write_json(path: Path, data: dict) -> None:
