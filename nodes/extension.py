@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .conditioning import SingerAudioEncode, SingerReferenceEncode
+from .evaluate import SingerEvaluate
 from .loaders import (
     SingerAudioEncoderLoader,
     SingerCheckpointLoader,
@@ -29,4 +30,5 @@ class SingerExtension(ComfyExtension):
             SingerReferenceEncode,
             SingerSampler,
             SingerVideoDecode,
+            SingerEvaluate,
         ]

@@ -11,7 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from singer_core.errors import InputError
 from singer_core.evaluation import evaluate, pair_videos
-from singer_core.evaluation.fidelity import psnr_frames, psnr_ssim, ssim_frames
+from singer_core.evaluation.fidelity import psnr_frames, psnr_ssim, ssim_frames, ssim_frames_torch
 from singer_core.video_io import write_video
 
 
@@ -26,7 +26,8 @@ def test_psnr_ssim_match_skimage_per_frame():
     noise = np.random.default_rng(1).normal(0, 20, ref.shape)
     gen = np.clip(ref + noise, 0, 255).astype(np.uint8)
     psnr = psnr_frames(gen, ref)
-    ssim = ssim_frames(gen, ref)
+    ssim = ssim_frames_torch(gen, ref, "cpu")  # the GPU code path, run on the CPU
+    np.testing.assert_allclose(ssim_frames(gen, ref), ssim, atol=1e-10)
     for i in range(len(ref)):
         assert psnr[i] == pytest.approx(peak_signal_noise_ratio(ref[i], gen[i], data_range=255), abs=1e-10)
         expected = structural_similarity(ref[i], gen[i], data_range=255, channel_axis=-1)
@@ -37,8 +38,8 @@ def test_ssim_structured_images_and_identity():
     y, x = np.mgrid[0:64, 0:64]
     ref = np.stack([(x * 4) % 256, (y * 3) % 256, ((x + y) * 2) % 256], -1).astype(np.uint8)[None]
     gen = np.roll(ref, 2, axis=2)
-    assert ssim_frames(gen, ref)[0] == pytest.approx(structural_similarity(ref[0], gen[0], data_range=255,
-                                                                           channel_axis=-1), abs=1e-10)
+    assert ssim_frames_torch(gen, ref, "cpu")[0] == pytest.approx(
+        structural_similarity(ref[0], gen[0], data_range=255, channel_axis=-1), abs=1e-10)
     assert ssim_frames(ref, ref)[0] == pytest.approx(1.0)
     assert np.isinf(psnr_frames(ref, ref)[0])
 
@@ -106,3 +107,28 @@ def test_cli_evaluate(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "r.json").read_text())["columns"] == ["psnr"]
     assert main(["evaluate", "--generated", str(tmp_path / "missing"), "--out", str(tmp_path / "r.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_resumes_from_the_parts_of_a_previous_run(tmp_path, monkeypatch):
+    import dataclasses
+    import os
+
+    from singer_core.evaluation import METRICS
+
+    clip = _frames(7, t=3, h=32, w=32)
+    for name in ("a", "b"):
+        _write(tmp_path / "gen" / f"{name}.mp4", clip)
+    first = evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False)
+    assert sorted(p.name for p in (tmp_path / "r.parts").iterdir()) == ["a.json", "b.json"]
+    calls = []
+    original = METRICS["cpbd"].compute
+    counting = dataclasses.replace(METRICS["cpbd"], compute=lambda ctx: calls.append(ctx.pair.name) or original(ctx))
+    monkeypatch.setitem(METRICS, "cpbd", counting)
+    again = evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False)
+    assert calls == [] and again.means == first.means
+    stat = (tmp_path / "gen" / "b.mp4").stat()
+    os.utime(tmp_path / "gen" / "b.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # b changed
+    evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False)
+    assert calls == ["b"]
+    evaluate(tmp_path / "gen", metrics="cpbd", out=tmp_path / "r.json", progress=False, fresh=True)
+    assert calls == ["b", "a", "b"]

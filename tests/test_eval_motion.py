@@ -57,3 +57,19 @@ def test_diversity_is_std_over_time():
     points[:, :, 0] = np.array([0, 2, 0, 2])[:, None]
     assert diversity(points) == pytest.approx(0.5)  # x std 1, y std 0
     assert diversity(np.repeat(points[:1], 5, axis=0)) == 0.0
+
+
+def test_head_bas_ignores_the_mouth(golden):
+    from singer_core.evaluation.landmarks import HEAD_POINTS
+    from singer_core.evaluation.motion import head_bas
+
+    rng = np.random.default_rng(3)
+    frames = int(golden["lengths"][0]) + 1
+    t = np.arange(frames)[:, None, None]
+    face = rng.normal(size=(1, 106, 2)) * 30 + 4 * np.sin(2 * np.pi * t / 12.0)  # the head sways
+    talking = face.copy()
+    talking[:, 52:72] += rng.normal(size=(frames, 20, 2)) * 3  # the mouth moves on its own
+    audio = golden["audio_int16"].astype(np.float32) / 32768
+    rate = int(golden["rate"])
+    assert head_bas(talking, audio, rate, 25.0) == head_bas(face, audio, rate, 25.0)
+    assert head_bas(face, audio, rate, 25.0) == bas(face[:, HEAD_POINTS], audio, rate, 25.0)

@@ -79,3 +79,27 @@ def test_evaluate_lse_face_crops_mode_and_skip_message(weights_file, golden, tmp
     assert report.columns == ["cpbd"] and "cpbd" in report.rows[0].values
     assert "evaluation/syncnet_v2.model" in report.skipped["lse"]
     assert "skipping lse" in capsys.readouterr().err
+
+
+def test_face_crops_follow_the_reference_crop_geometry(tmp_path):
+    """Our detector's box -> syncnet_python's crop_video geometry: a box of side 2s centred at (cx, cy) gives the
+    window rows [cy - s, cy + 1.8 s), columns [cx - 1.4 s, cx + 1.4 s) of the grey-padded frame, at 224x224."""
+    from singer_core.evaluation.landmarks import LandmarkModels
+    from singer_core.evaluation.syncnet import face_crops
+    from tests.tiny_models.face_onnx import write_antelopev2
+
+    size = 160
+    box = (0.35, 0.3, 0.65, 0.6)  # 48 px square: rows 48-96, columns 56-104; s = 24, centre (80, 72)
+    models = LandmarkModels.load(write_antelopev2(tmp_path / "antelopev2", [box]))
+    rng = np.random.default_rng(0)
+    frames = np.full((3, size, size, 3), 60, np.uint8)
+    frames[:, 48:96, 56:104] = rng.integers(0, 200, (3, 48, 48, 1), dtype=np.uint8)  # grey texture
+    frames[:, 40, :] = [0, 255, 0]  # green row: 8 px above the window's top (row 48)
+    frames[:, 110, :] = [255, 0, 0]  # red row: inside, the window reaches row 72 + 1.8 * 24 = 115.2
+    crops = face_crops(iter(frames), models)
+    assert crops.shape == (3, 224, 224, 3) and crops.dtype == np.uint8
+    red = (crops[..., 2] > 200) & (crops[..., 1] < 60)  # BGR
+    green = (crops[..., 1] > 200) & (crops[..., 2] < 60)
+    assert red.any() and not green.any()
+    rows = np.nonzero(red[0].any(axis=1))[0]
+    assert abs(rows.mean() - (110.5 - 48) / 67.2 * 224) < 4  # where row 110 lands in the resized window

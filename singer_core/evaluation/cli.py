@@ -16,7 +16,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="report path (.json); .md and .csv are written next to it")
     parser.add_argument("--face-crops", action="store_true",
                         help="videos are already 224x224 face crops: LSE skips face detection")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="recompute every video (default: reuse the finished ones kept in REPORT.parts/)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.set_defaults(handler=run)
     return parser
 
@@ -25,7 +27,7 @@ def run(args) -> int:
     from . import evaluate
 
     report = evaluate(args.generated, args.reference, args.metrics, args.models, args.out,
-                      device=args.device, face_crops=args.face_crops)
+                      device=args.device, face_crops=args.face_crops, fresh=args.fresh)
     print(report.to_markdown())
     print(f"wrote {args.out} (+ .md, .csv)")
     return 0

@@ -19,6 +19,7 @@ import numpy as np
 
 from singer_core.errors import InputError, ModelFileMissingError
 from singer_core.face.analysis import _face_object, _quiet_insightface, detect_faces
+from singer_core.face.landmarks import MOUTH, NUM_LANDMARKS
 from singer_core.face.models import (
     DEFAULT_SUBDIR,
     DETECTOR_FILE,
@@ -27,6 +28,12 @@ from singer_core.face.models import (
     _import_model_zoo,
     default_providers,
 )
+
+# Point groups the metrics use, from the pack's 2d106det index layout (singer_core.face.landmarks).
+# Inner lip: the last 8 of the 20 mouth points (the first 12 are the outer contour, corners 52 and 61).
+INNER_LIP = MOUTH[12:]
+# "Head" points: every landmark outside the mouth, so that talking alone is not head motion.
+HEAD_POINTS = np.setdiff1d(np.arange(NUM_LANDMARKS), MOUTH)
 
 # Relative to the models folder: where the metrics look for the two face models.
 FACE_WEIGHTS = (f"{DEFAULT_SUBDIR.as_posix()}/{DETECTOR_FILE}", f"{DEFAULT_SUBDIR.as_posix()}/{LANDMARK_FILE}")

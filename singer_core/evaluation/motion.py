@@ -1,7 +1,7 @@
 """Landmark metrics: BAS (beat alignment), LMD (mouth landmark distance), Diversity (landmark spread).
 
-BAS follows Bailando (Li et al. 2022, ``utils/beat_align_score.py`` and ``extractor.py``) with face
-landmarks in place of body joints:
+BAS follows Bailando (Li et al. 2022, ``utils/beat_align_score.py`` and ``extractor.py``) with the face's
+head landmarks (the 86 points outside the mouth) in place of body joints:
 
 * music beats: the audio resampled to ``fps * 512`` Hz so that one onset frame (hop 512) is one video
   frame (Bailando: 60 fps <-> 30720 Hz); percussive part of ``librosa.effects.hpss``;
@@ -25,11 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from singer_core.errors import InputError
+from singer_core.face.landmarks import MOUTH
 
 HOP = 512
 VELOCITY_SIGMA = 5.0
 BEAT_SIGMA = 3.0
-MOUTH = slice(52, 72)
 
 
 def music_beats(audio: np.ndarray, sample_rate: int, fps: float) -> np.ndarray:
@@ -75,6 +75,14 @@ def bas(points: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float) -> 
     motion, length = motion_beats(points)
     beats = music_beats(audio, sample_rate, fps)
     return beat_align(beats[beats < length], motion)
+
+
+def head_bas(landmarks: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float) -> float:
+    """BAS of the head: the 86 landmarks outside the mouth of a [T, 106, 2] track (mouth motion follows the
+    syllables, not the beat, and would add its own speed minima)."""
+    from .landmarks import HEAD_POINTS
+
+    return bas(np.asarray(landmarks)[:, HEAD_POINTS], audio, sample_rate, fps)
 
 
 def lmd(generated: np.ndarray, reference: np.ndarray, scale: float = 1.0) -> float:

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from singer_core.errors import InputError
 
+from . import multiscale
 from .context import VideoContext
+from .fvd import I3D_FILE
 from .landmarks import FACE_WEIGHTS
 from .syncnet import SYNCNET_FILE
 
@@ -29,7 +33,8 @@ class Metric:
     description: str = ""
     # Needs the face models too, except in --face-crops mode (LSE).
     needs_faces_unless_crops: bool = False
-    # Set-level metrics (FVD): ``collect(ctx)`` per video, then ``finish(collected, resources)`` once.
+    # Set-level metrics (FVD): ``collect(ctx)`` per video (a tuple of numpy arrays, kept for resuming),
+    # then ``finish(collected, resources)`` once.
     collect: Callable[[VideoContext], Any] | None = None
     finish: Callable[[list, Any], dict[str, float]] | None = None
 
@@ -68,10 +73,10 @@ register(Metric("cpbd", ("cpbd",), _cpbd, description="CPBD sharpness of the gen
 
 
 def _bas(ctx: VideoContext) -> dict[str, float]:
-    from .motion import bas
+    from .motion import head_bas
 
     audio, rate = ctx.audio()
-    return {"bas": bas(ctx.landmarks(), audio, rate, ctx.fps)}
+    return {"bas": head_bas(ctx.landmarks(), audio, rate, ctx.fps)}
 
 
 def _lmd(ctx: VideoContext) -> dict[str, float]:
@@ -110,6 +115,41 @@ def _lse(ctx: VideoContext) -> dict[str, float]:
 register(Metric("lse", ("lse_d", "lse_c"), _lse, weights=(SYNCNET_FILE,),
                 needs_faces_unless_crops=True,
                 description="SyncNet lip-sync distance (LSE-D, lower is better) and confidence (LSE-C)"))
+
+
+def _ms_sync(ctx: VideoContext) -> dict[str, float]:
+    from .multiscale import ms_sync
+
+    audio, rate = ctx.audio()
+    return ms_sync(ctx.landmarks(), audio, rate, ctx.fps)
+
+
+register(Metric("ms_sync", tuple(multiscale.columns()), _ms_sync, weights=FACE_WEIGHTS,
+                description="multi-scale correlation of the song's loudness with mouth opening and head speed"))
+
+
+def _fvd_collect(ctx: VideoContext):
+    from .fvd import i3d_features, load_i3d
+
+    res = ctx.resources
+    detector = res.get("i3d", lambda: load_i3d(res.weight_path(I3D_FILE), res.device))
+    return (i3d_features(detector, ctx.frames(), res.device),
+            i3d_features(detector, ctx.reference_frames(), res.device))
+
+
+def _fvd_finish(collected: list, resources) -> dict[str, float]:
+    from .fvd import fvd
+
+    if not collected:
+        raise ValueError("no video could be read for FVD")
+    generated = np.concatenate([g for g, _ in collected])
+    reference = np.concatenate([r for _, r in collected])
+    return {"fvd": fvd(generated, reference), "fvd_clips": float(len(generated))}
+
+
+register(Metric("fvd", ("fvd",), None, needs_reference=True, weights=(I3D_FILE,),
+                collect=_fvd_collect, finish=_fvd_finish,
+                description="Frechet video distance to the reference set (I3D, StyleGAN-V protocol)"))
 
 # Names a user may type for a metric that reports several columns.
 ALIASES = {"lse_d": "lse", "lse_c": "lse", "lse-d": "lse", "lse-c": "lse", "ms-sync": "ms_sync"}

@@ -85,13 +85,13 @@ class EvaluationReport:
             lines.append(f"| {row.name} | " + " | ".join(_fmt(row.values.get(c)) for c in self.columns) + " |")
         means = self.means
         lines.append("| **mean** | " + " | ".join(_fmt(means.get(c)) for c in self.columns) + " |")
-        for name, value in self.set_values.items():
-            lines.append(f"\n**{name}** (whole set): {_fmt(value)}")
-        for name, reason in self.skipped.items():
-            lines.append(f"\n- skipped {name}: {reason}")
-        for row in self.rows:
-            for name, reason in row.errors.items():
-                lines.append(f"\n- {row.name}: {name} failed: {reason}")
+        if self.set_values:
+            lines.append("")
+            lines += [f"**{name}** (whole set): {_fmt(value)}  " for name, value in self.set_values.items()]
+        notes = [f"- skipped {name}: {reason}" for name, reason in self.skipped.items()]
+        notes += [f"- {row.name}: {name} failed: {reason}" for row in self.rows for name, reason in row.errors.items()]
+        if notes:
+            lines += ["", *notes]
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:

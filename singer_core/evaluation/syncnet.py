@@ -238,9 +238,12 @@ def face_crops(frames_rgb, models) -> np.ndarray:
     known = np.stack([boxes[i] for i in found])
     index = np.arange(len(frames))
     box = np.stack([np.interp(index, found, known[:, j]) for j in range(4)], axis=1)
-    half = medfilt(np.maximum(box[:, 3] - box[:, 1], box[:, 2] - box[:, 0]) / 2, kernel_size=SMOOTHING)
-    cy = medfilt((box[:, 1] + box[:, 3]) / 2, kernel_size=SMOOTHING)
-    cx = medfilt((box[:, 0] + box[:, 2]) / 2, kernel_size=SMOOTHING)
+    # The reference only sees tracks of 100+ frames; a shorter clip gets the largest odd kernel that fits,
+    # since medfilt zero-pads and a 13-kernel over fewer frames would return zeros.
+    kernel = min(SMOOTHING, len(frames) - (1 - len(frames) % 2))
+    half = medfilt(np.maximum(box[:, 3] - box[:, 1], box[:, 2] - box[:, 0]) / 2, kernel_size=kernel)
+    cy = medfilt((box[:, 1] + box[:, 3]) / 2, kernel_size=kernel)
+    cx = medfilt((box[:, 0] + box[:, 2]) / 2, kernel_size=kernel)
     crops = []
     for t, rgb in enumerate(frames):
         s = half[t]
