@@ -224,3 +224,32 @@ def test_two_processes_make_the_same_videos_as_one(models, inputs, tmp_path):
         assert rows_two[name]["frames_sha256"] == rows_one[name]["frames_sha256"], name
     assert rows_two["r2"]["status"] == "failed" and rows_two["r2"]["error"] == rows_one["r2"]["error"]
     assert json.loads((two / "summary.json").read_text())["processes"] == 2
+
+
+def test_shards_cover_every_row_once_and_the_last_rank_merges(tmp_path):
+    import torch
+
+    from singer_core.batch import JobPlan, RowResult, Shard, merge_summary
+
+    plan = JobPlan(tmp_path / "jobs.csv", "digest", [])
+    for count in (0, 1, 5, 12):
+        plan.jobs = [type("J", (), {"index": i})() for i in range(count)]
+        for world in (1, 2, 3, 5):
+            shards = [[job.index for job in Shard(rank, world, torch.device("cpu")).take(plan.jobs)]
+                      for rank in range(world)]  # fmt: skip
+            assert sorted(i for shard in shards for i in shard) == list(range(count))
+    plan.jobs = [type("J", (), {"index": i})() for i in range(3)]
+    parts = tmp_path / ".batch"
+    parts.mkdir()
+
+    def write_part(rank: int, digest: str = "digest") -> None:
+        rows = [RowResult(i, f"v{i}", "done", f"v{i}.mp4", rank).__dict__ for i in range(3) if i % 2 == rank]
+        (parts / f"summary.rank{rank}-of-2.json").write_text(json.dumps({"sha256": digest, "rows": rows}))
+
+    write_part(0)
+    assert merge_summary(plan, tmp_path, 2) is None and not (tmp_path / "summary.json").exists()  # rank 1 runs
+    write_part(1, digest="another CSV")
+    assert merge_summary(plan, tmp_path, 2) is None  # a part left by a run of another CSV
+    write_part(1)
+    assert [row["index"] for row in merge_summary(plan, tmp_path, 2)] == [0, 1, 2]
+    assert json.loads((tmp_path / "summary.json").read_text())["done"] == 3
