@@ -153,8 +153,10 @@ class Generator:
     def run(self, out: Path, options: list[str]) -> list[dict]:
         from singer_core.batch import run_jobs
 
-        rows = run_jobs(self.plan(out, options), out, self.models, self.shard, log=lambda *a, **k: None)
-        return rows or []
+        def log(message: str, **_) -> None:
+            print(f"{out.name}: {message}", file=sys.stderr, flush=True)
+
+        return run_jobs(self.plan(out, options), out, self.models, self.shard, log=log) or []
 
 
 def evaluate_variant(folder: Path, official: Path | None, reference: Path | None, metrics: list[str] | None,
