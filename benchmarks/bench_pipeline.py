@@ -13,14 +13,26 @@ per generated frame of a full run with ``--steps`` steps.
 
     python benchmarks/bench_pipeline.py --device cpu --resolution 256 --frames 4 --steps 2
     python benchmarks/bench_pipeline.py --device cuda --resolution 512 --frames 16 --steps 40 --dtype fp16
+
+``--song-memory 30,120``: peak memory of whole songs instead. The command line (``python -m
+singer_core generate``) runs once per song length in its own process, on the test suite's tiny models
+(written to a temporary models folder) at ``--resolution`` (64 is enough: the point is what grows
+with the song), 1 step, with the example song repeated to each length. One JSON line per song (the
+child's peak RSS from ``wait4``), then one with the growth per minute of song (``mb_per_minute``).
+``--source DIR`` runs the command line of another checkout (e.g. an older commit) for comparison.
+
+    python benchmarks/bench_pipeline.py --song-memory 30,120 --resolution 64
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +60,8 @@ from singer_core.sampling import guide, predict_noise  # noqa: E402
 diffusers_logging.set_verbosity_error()
 
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 def architectures(tiny: bool) -> tuple[NetConfig, dict, dict]:
@@ -178,6 +191,78 @@ def run(args) -> list[dict]:
     return [*meter.rows, total]
 
 
+def write_song(path: Path, seconds: float) -> Path:
+    """The example song (tests/data/0001.wav, 2 s of singing) repeated to ``seconds``, as a 16-bit wav."""
+    import av
+
+    from singer_core.audio.waveform import read_audio_file
+
+    waveform, rate = read_audio_file(REPO / "tests" / "data" / "0001.wav")
+    samples = int(seconds * rate)
+    song = waveform.repeat(1, samples // waveform.shape[1] + 1)[:, :samples]
+    pcm = (song.clamp(-1, 1) * 32767).round().short().numpy()
+    layout = "mono" if pcm.shape[0] == 1 else "stereo"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=layout)
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return path
+
+
+def write_tiny_models(root: Path) -> Path:
+    """The test suite's tiny models in the command line's models-folder layout."""
+    sys.path.insert(0, str(REPO))
+    from tests.tiny_models.face_onnx import write_antelopev2
+    from tests.tiny_models.net import write_tiny_singer_checkpoint
+    from tests.tiny_models.vae import write_diffusers_folder
+    from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
+
+    write_tiny_singer_checkpoint(root / "singer" / "net.safetensors")
+    write_diffusers_folder(root / "vae" / "sd-vae-tiny")
+    write_tiny_wav2vec_folder(root / "wav2vec2" / "wav2vec2-tiny")
+    write_antelopev2(root / "insightface" / "models" / "antelopev2")
+    return root
+
+
+def song_memory(args) -> list[dict]:
+    """Peak RSS of the command line on songs of each length in ``args.song_memory`` (seconds)."""
+    lengths = [float(x) for x in args.song_memory.split(",")]
+    source = Path(args.source or REPO).resolve()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(source)}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="singer-song-memory-") as tmp:
+        tmp = Path(tmp)
+        models = write_tiny_models(tmp / "models")
+        for seconds in lengths:
+            song = write_song(tmp / f"song_{seconds:g}.wav", seconds)
+            command = [sys.executable, "-m", "singer_core", "generate", "--image", str(REPO / "tests" / "data" /
+                       "0001.png"), "--audio", str(song), "--out", str(tmp / "out.mp4"), "--models", str(models),
+                       "--size", str(args.resolution), "--steps", "1", "--device", "cpu"]  # fmt: skip
+            start = time.perf_counter()
+            child = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(child.pid, 0)
+            out, err = child.stdout.read().decode(), child.stderr.read().decode()
+            child.returncode = os.waitstatus_to_exitcode(status)
+            if child.returncode != 0:
+                raise SystemExit(f"the command line failed on a {seconds:g} s song:\n{err[-2000:]}")
+            row = {"benchmark": "song_memory", "song_seconds": seconds, "resolution": args.resolution,
+                   "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(time.perf_counter() - start, 1),
+                   "source": str(source), "cli": out.strip().splitlines()[-1]}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if len(rows) >= 2:
+        first, last = rows[0], rows[-1]
+        minutes = (last["song_seconds"] - first["song_seconds"]) / 60
+        growth = last["peak_rss_mb"] - first["peak_rss_mb"]
+        row = {"benchmark": "song_memory_growth", "from_s": first["song_seconds"], "to_s": last["song_seconds"],
+               "peak_rss_difference_mb": round(growth, 1), "mb_per_minute": round(growth / minutes, 1)}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -190,7 +275,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decode-batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="the test fixtures' tiny architecture (smoke test)")
-    run(parser.parse_args(argv))
+    parser.add_argument("--song-memory", metavar="SECONDS,SECONDS",
+                        help="peak memory of the command line on songs of these lengths (tiny models) instead")
+    parser.add_argument("--source", help="with --song-memory: the checkout whose command line runs (default: this one)")
+    args = parser.parse_args(argv)
+    song_memory(args) if args.song_memory else run(args)
 
 
 if __name__ == "__main__":

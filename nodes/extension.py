@@ -14,7 +14,7 @@ from .loaders import (
 )
 from .model_paths import register_model_folders
 from .sampling import SingerSampler
-from .video import SingerVideoDecode
+from .video import SingerDecodeVideo, SingerVideoDecode
 
 
 class SingerExtension(ComfyExtension):
@@ -31,4 +31,5 @@ class SingerExtension(ComfyExtension):
             SingerSampler,
             SingerVideoDecode,
             SingerEvaluate,
+            SingerDecodeVideo,
         ]

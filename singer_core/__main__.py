@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--vae", help="entry name in MODELS/vae/ when there are several")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--steps", type=int, default=40)
-    gen.add_argument("--guidance", type=float, default=3.5)
+    gen.add_argument("--guidance", "--cfg", dest="guidance", type=float, default=3.5,
+                     help="classifier-free guidance (official 3.5); 1 or less: none, half the UNet work")
     gen.add_argument("--pose-weight", type=float, default=1.0)
     gen.add_argument("--face-weight", type=float, default=1.0)
     gen.add_argument("--lip-weight", type=float, default=1.0)
@@ -92,9 +93,9 @@ def _generate(args) -> int:
 
     from singer_core.errors import InputError
     from singer_core.pipeline import session
-    from singer_core.pipeline.generate import generate
+    from singer_core.pipeline.generate import iter_clips
     from singer_core.pipeline.model_files import locate_models
-    from singer_core.video_io import write_video
+    from singer_core.video_io import VideoWriter
 
     options = _options(args)
     if args.decode_batch < 1:
@@ -123,10 +124,12 @@ def _generate(args) -> int:
             bar.set_postfix_str(f"clip {event.clip + 1}/{event.clips} step {event.step}/{event.steps}")
             bar.refresh()
 
-        result = generate(net, codec, reference, audio, options, on_progress=on_progress)
-    del net, codec
-    path = write_video(out, result.frames, result.fps, song, rate)
-    print(f"wrote {path} ({result.frames.shape[0]} frames, {result.frames.shape[0] / result.fps:.2f} s)")
+        # Each clip is encoded as soon as it is final: memory does not grow with the song.
+        clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
+        with VideoWriter(out, clips.fps, song, rate) as writer:
+            for piece in clips:
+                writer.write(piece)
+    print(f"wrote {out} ({writer.frames} frames, {writer.frames / clips.fps:.2f} s)")
     return 0
 
 

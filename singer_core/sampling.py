@@ -78,7 +78,7 @@ class SamplingOptions:
 
     @property
     def cfg(self) -> bool:
-        return self.guidance_scale > 1.0
+        return classifier_free_guidance(self.guidance_scale)
 
 
 def _check(clip: ClipInputs, options: SamplingOptions) -> None:
@@ -131,6 +131,72 @@ def guide(prediction: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     return uncond + guidance_scale * (cond - uncond)
 
 
+@dataclass(frozen=True)
+class DenoiseStep:
+    """One finished denoising step: ``latents`` after it and, where the scheduler exposes it, its
+    ``denoised`` estimate of the clean latents (for previews; None otherwise)."""
+
+    step: int  # steps finished
+    steps: int
+    latents: torch.Tensor
+    denoised: torch.Tensor | None = None
+
+
+def classifier_free_guidance(guidance_scale: float) -> bool:
+    """The official switch (``do_classifier_free_guidance = guidance_scale > 1.0``): at or below 1 only
+    the conditional half runs, i.e. half the UNet work."""
+    return guidance_scale > 1.0
+
+
+def initial_latents(scheduler, steps: int, noise: torch.Tensor) -> torch.Tensor:
+    """Set the scheduler's ``steps`` timesteps and scale unit ``noise`` by its ``init_noise_sigma``
+    (the official ``set_timesteps`` + ``prepare_latents``)."""
+    scheduler.set_timesteps(steps, device=noise.device)
+    return noise * scheduler.init_noise_sigma
+
+
+@torch.no_grad()
+def denoise_clip(
+    net: SingerNet,
+    latents: torch.Tensor,
+    conditions: DenoiseConditions,
+    scheduler,
+    guidance_scale: float,
+    *,
+    step_kwargs: dict | None = None,
+    on_step: Callable[[DenoiseStep], None] | None = None,
+    cancel: CancelCheck | None = None,
+) -> torch.Tensor:
+    """The clip-denoising loop of the official pipeline, shared by :func:`sample_clip` and the song
+    pipeline (``singer_core.pipeline.generate``): per timestep the UNet on the CFG pair (or the
+    conditional half alone, per ``conditions``), guidance, and the scheduler step.
+
+    ``latents`` ``[1, 4, f, h, w]`` are the initial ones (:func:`initial_latents`, timesteps set);
+    ``step_kwargs`` go to ``scheduler.step`` (DDIM's ``eta`` / ``generator``); ``cancel()`` is polled
+    before every step. Returns the final latents.
+    """
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        if cancel is not None and cancel():
+            raise CancelledError("Generation cancelled.")
+        model_input = scheduler.scale_model_input(latents, t)
+        guided = guide(predict_noise(net, model_input, t, conditions), guidance_scale)
+        output = scheduler.step(guided, t, latents, **(step_kwargs or {}))
+        latents = output.prev_sample
+        if on_step is not None:
+            on_step(DenoiseStep(i + 1, len(timesteps), latents, _denoised(scheduler, output)))
+    return latents
+
+
+def _denoised(scheduler, output) -> torch.Tensor | None:
+    """The step's clean-latent estimate: DDIM / Euler return it; DPM-Solver++ keeps it as its last model output."""
+    denoised = getattr(output, "pred_original_sample", None)
+    if denoised is None and getattr(scheduler.config, "algorithm_type", None) == "dpmsolver++":
+        outputs = [x for x in getattr(scheduler, "model_outputs", []) if x is not None]
+        denoised = outputs[-1] if outputs else None
+    return denoised
+
+
 @torch.no_grad()
 def sample_clip(
     net: SingerNet,
@@ -151,20 +217,12 @@ def sample_clip(
     options = options or SamplingOptions()
     _check(clip, options)
     scheduler = scheduler or official_scheduler()
-    scheduler.set_timesteps(options.steps, device=clip.noise.device)
-    latents = clip.noise * scheduler.init_noise_sigma
+    latents = initial_latents(scheduler, options.steps, clip.noise)
     conditions = clip_conditions(net, clip, latents, options.motion_scale, options.cfg)
     step_kwargs = {"eta": options.eta, "generator": generator} if isinstance(scheduler, DDIMScheduler) else {}
-    timesteps = scheduler.timesteps
-    for i, t in enumerate(timesteps):
-        if cancel is not None and cancel():
-            raise CancelledError("Generation was cancelled.")
-        model_input = scheduler.scale_model_input(latents, t)
-        guided = guide(predict_noise(net, model_input, t, conditions), options.guidance_scale)
-        latents = scheduler.step(guided, t, latents, **step_kwargs, return_dict=False)[0]
-        if callback is not None:
-            callback(i + 1, len(timesteps), latents)
-    return latents
+    on_step = None if callback is None else lambda state: callback(state.step, state.steps, state.latents)
+    return denoise_clip(net, latents, conditions, scheduler, options.guidance_scale, step_kwargs=step_kwargs,
+                        on_step=on_step, cancel=cancel)  # fmt: skip
 
 
 @torch.no_grad()

@@ -1,7 +1,12 @@
-"""Writing the generated frames as an H.264 mp4 with the song muxed in (PyAV only)."""
+"""Writing the generated frames as an H.264 mp4 with the song muxed in (PyAV only).
+
+:class:`VideoWriter` takes the frames piece by piece (a clip at a time) and encodes the song alongside,
+so writing a whole song holds one piece, not the video; :func:`write_video` writes a video held whole.
+"""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +23,139 @@ def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     """[T, H, W, 3] float in [0, 1] -> uint8 array, rounding like the official ``clip(x * 255)`` cast."""
     if frames.dim() != 4 or frames.shape[-1] != 3:
         raise InputError(f"Video frames must be [frames, height, width, 3] (got {list(frames.shape)}).")
-    return (frames.detach().float().cpu().clamp(0, 1) * 255).to(torch.uint8).numpy()
+    return (frames.detach().float().cpu().clamp(0, 1) * 255).to(torch.uint8).contiguous().numpy()
+
+
+def frame_rate(fps: int | float | Fraction) -> Fraction:
+    """Whole rates exactly; other floats to 1/1000 (ComfyUI's own convention for its FLOAT fps)."""
+    if isinstance(fps, (int, Fraction)) and not isinstance(fps, bool):
+        rate = Fraction(fps)
+    elif isinstance(fps, float):
+        rate = Fraction(round(fps * 1000), 1000)
+    else:
+        raise InputError(f"fps must be a number (got {fps!r}).")
+    if rate <= 0:
+        raise InputError(f"fps must be above 0 (got {fps!r}).")
+    return rate
+
+
+class VideoWriter:
+    """An H.264 (yuv420p) mp4 written piece by piece; use as a context manager.
+
+    ``write(frames)`` encodes ``[n, H, W, 3]`` floats in [0, 1] at once. ``audio`` [channels, samples]
+    float in [-1, 1] at ``sample_rate`` is encoded as AAC alongside, up to the video written so far,
+    and cut to the video's duration at the end (as the official export does). ``target`` is a path or
+    a writable binary file; ``metadata`` values become container tags (non-strings as JSON).
+    """
+
+    def __init__(self, target, fps, audio: torch.Tensor | None = None, sample_rate: int | None = None,
+                 crf: int = 18, metadata: dict | None = None) -> None:  # fmt: skip
+        import av
+
+        if audio is not None and sample_rate is None:
+            raise InputError("sample_rate is required when audio is given.")
+        self.rate = frame_rate(fps)
+        self.crf, self.frames = crf, 0
+        self._audio = None if audio is None else _AudioTrack(audio, sample_rate)
+        self._path = None if hasattr(target, "write") else Path(target)
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        options = {"movflags": "use_metadata_tags"} if metadata else {}
+        target = str(self._path) if self._path is not None else target
+        self._container = av.open(target, mode="w", format="mp4", options=options)
+        for key, value in (metadata or {}).items():
+            self._container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
+        self._video = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+            return
+        self._container.close()  # a failed write leaves no half-written file behind
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+    def write(self, frames: torch.Tensor) -> None:
+        """Encode ``frames`` [n, H, W, 3] (and the song up to their end)."""
+        import av
+
+        pixels = frames_to_uint8(frames)
+        if self._video is None:
+            self._open_streams(*pixels.shape[1:3])
+        elif pixels.shape[1:3] != (self._video.height, self._video.width):
+            raise InputError(f"All frames must be {self._video.width}x{self._video.height} "
+                             f"(got {pixels.shape[2]}x{pixels.shape[1]}).")  # fmt: skip
+        for image in pixels:
+            self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        self.frames += len(pixels)
+        if self._audio is not None:
+            self._audio.encode_until(self._container, self.frames / self.rate)
+
+    def close(self) -> None:
+        """Flush the encoders (the song is cut to the video's duration) and finish the file."""
+        if self._video is None:
+            self._container.close()
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
+            raise InputError("No video frames were written.")
+        self._container.mux(self._video.encode(None))
+        if self._audio is not None:
+            self._audio.finish(self._container, self.frames / self.rate)
+        self._container.close()
+
+    def _open_streams(self, height: int, width: int) -> None:
+        if height % 2 or width % 2:
+            raise InputError(f"H.264 needs even frame sizes (got {width}x{height}).")
+        self._video = self._container.add_stream("libx264", rate=self.rate)
+        self._video.width, self._video.height, self._video.pix_fmt = width, height, "yuv420p"
+        self._video.options = {"crf": str(self.crf)}
+        if self._audio is not None:
+            self._audio.add_stream(self._container)
+
+
+class _AudioTrack:
+    """The song's AAC stream, encoded in step with the video (resampled where AAC needs another rate)."""
+
+    def __init__(self, audio: torch.Tensor, sample_rate: int) -> None:
+        waveform = audio.detach().float().cpu()
+        if waveform.dim() == 1:
+            waveform = waveform[None]
+        self.waveform = waveform[:2].clamp(-1, 1)
+        self.sample_rate, self.fed = int(sample_rate), 0
+        self.layout = "mono" if self.waveform.shape[0] == 1 else "stereo"
+        self.stream = self.resampler = None
+
+    def add_stream(self, container) -> None:
+        import av
+
+        rate = self.sample_rate if self.sample_rate in _AAC_RATES else 48000
+        self.stream = container.add_stream("aac", rate=rate)
+        self.stream.layout = self.layout
+        frame_size = self.stream.codec_context.frame_size or 1024
+        self.resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=rate, frame_size=frame_size)
+
+    def encode_until(self, container, seconds: Fraction) -> None:
+        """Feed the song up to ``seconds`` (never past its end) to the encoder."""
+        import av
+
+        stop = min(int(round(seconds * self.sample_rate)), self.waveform.shape[1])
+        if stop <= self.fed:
+            return
+        chunk = np.ascontiguousarray(self.waveform[:, self.fed : stop].numpy())
+        source = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
+        source.sample_rate, source.pts, source.time_base = self.sample_rate, self.fed, Fraction(1, self.sample_rate)
+        self.fed = stop
+        for frame in self.resampler.resample(source):
+            container.mux(self.stream.encode(frame))
+
+    def finish(self, container, seconds: Fraction) -> None:
+        self.encode_until(container, seconds)
+        for frame in self.resampler.resample(None):
+            container.mux(self.stream.encode(frame))
+        container.mux(self.stream.encode(None))
 
 
 def write_video(
@@ -29,53 +166,9 @@ def write_video(
     sample_rate: int | None = None,
     crf: int = 18,
 ) -> Path:
-    """Write ``frames`` [T, H, W, 3] in [0, 1] as H.264 (yuv420p) at ``fps``.
-
-    ``audio`` [channels, samples] float in [-1, 1] at ``sample_rate`` is encoded as AAC and cut to the
-    video's duration (as the official export does). Returns the written path.
-    """
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = frames_to_uint8(frames)
-    height, width = pixels.shape[1:3]
-    if height % 2 or width % 2:
-        raise InputError(f"H.264 needs even frame sizes (got {width}x{height}).")
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=Fraction(fps))
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": str(crf)}
-        audio_stream = None
-        if audio is not None:
-            audio_stream, audio_frames = _audio_stream(container, audio, sample_rate, len(pixels) / fps)
-        for image in pixels:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(video.encode(None))
-        if audio_stream is not None:
-            for frame in audio_frames:
-                container.mux(audio_stream.encode(frame))
-            container.mux(audio_stream.encode(None))
-    return path
-
-
-def _audio_stream(container, audio: torch.Tensor, sample_rate: int | None, duration: float):
-    """Add an AAC stream and return it with the ``AudioFrame``s to encode (already resampled)."""
-    import av
-
-    if sample_rate is None:
-        raise InputError("sample_rate is required when audio is given.")
-    waveform = audio.detach().float().cpu()
-    if waveform.dim() == 1:
-        waveform = waveform[None]
-    waveform = waveform[: 2, : int(round(duration * sample_rate))].clamp(-1, 1)
-    layout = "mono" if waveform.shape[0] == 1 else "stereo"
-    rate = sample_rate if sample_rate in _AAC_RATES else 48000
-    stream = container.add_stream("aac", rate=rate)
-    stream.layout = layout
-    source = av.AudioFrame.from_ndarray(np.ascontiguousarray(waveform.numpy()), format="fltp", layout=layout)
-    source.sample_rate = sample_rate
-    frame_size = stream.codec_context.frame_size or 1024
-    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=frame_size)
-    frames = [*resampler.resample(source), *resampler.resample(None)]
-    return stream, frames
+    """Write ``frames`` [T, H, W, 3] in [0, 1] as H.264 (yuv420p) at ``fps`` (see :class:`VideoWriter`).
+    Returns the written path."""
+    frames_to_uint8(frames[:0])  # the layout check, before a file is created
+    with VideoWriter(path, fps, audio, sample_rate, crf) as writer:
+        writer.write(frames)
+    return Path(path)

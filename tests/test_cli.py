@@ -123,3 +123,11 @@ def test_unreadable_image_is_reported(models, tmp_path, capsys):
     argv[argv.index("--image") + 1] = str(image)
     assert main(argv) == 2
     assert "Cannot read the reference image" in capsys.readouterr().err
+
+
+def test_cfg_one_selects_the_no_guidance_branch(tmp_path):
+    from singer_core.__main__ import _options, _parser
+
+    parsed = _parser().parse_args(args(tmp_path, tmp_path / "x.mp4", "--cfg", "1"))
+    assert _options(parsed).guidance == 1.0
+    assert _options(_parser().parse_args(args(tmp_path, tmp_path / "x.mp4"))).guidance == 3.5

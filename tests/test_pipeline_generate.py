@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +12,14 @@ import torch.nn.functional as F
 from singer_core.checkpoint import load_net
 from singer_core.errors import CancelledError, InputError
 from singer_core.models.reference_rows import RowPlan
-from singer_core.pipeline import AudioTokens, DiffusersVAECodec, GenerationOptions, ReferenceInputs, generate
+from singer_core.pipeline import (
+    AudioTokens,
+    DiffusersVAECodec,
+    GenerationOptions,
+    ReferenceInputs,
+    generate,
+    iter_clips,
+)
 from tests.conftest import assert_close, fixture_io
 from tests.tiny_models.net import write_tiny_singer_checkpoint
 from tests.tiny_models.vae import tiny_vae
@@ -183,6 +193,41 @@ def test_latent_output_decodes_to_the_same_video(net, io, long_run):
     assert [d.shape[0] for d in codec.decoded] == [2, 2]  # only the motion frames of clips 2 and 3
     frames = codec.inner.decode(result.latents).permute(0, 2, 3, 1)
     assert torch.equal(frames, long_run[0].frames)
+
+
+class WeakCodec:
+    """The tiny VAE codec, keeping only weak references to the clips it decoded."""
+
+    def __init__(self):
+        self.inner = DiffusersVAECodec(tiny_vae())
+        self.downscale = self.inner.downscale
+        self.decoded: list[weakref.ref] = []
+
+    def encode(self, images):
+        return self.inner.encode(images)
+
+    def decode(self, latents):
+        out = self.inner.decode(latents)
+        self.decoded.append(weakref.ref(out))
+        return out
+
+
+@pytest.mark.parametrize("overlap", [0, 1])
+def test_iter_clips_hands_out_the_video_and_holds_one_clip(net, io, overlap):
+    """The pieces add up to ``generate``'s video, bit for bit; while a piece is handed out, no earlier
+    clip's frames are still held (memory bounded by a clip, not the song)."""
+    codec, options = WeakCodec(), small_options(overlap=overlap)
+    stream = iter_clips(net, codec, small_reference(io), song(10), options)
+    assert (stream.frames, stream.fps) == (10, 25)
+    pieces, held = [], []
+    for piece in stream:
+        gc.collect()
+        held.append(sum(ref() is not None for ref in codec.decoded))
+        pieces.append(piece.clone())
+        del piece
+    assert len(codec.decoded) == 3 and max(held) <= 2, held  # the clip being handed out (+ the one before it)
+    whole = generate(net, RecordingCodec(), small_reference(io), song(10), options).frames
+    assert torch.equal(torch.cat(pieces), whole)
 
 
 def test_latent_output_refuses_colour_matching(net, io):

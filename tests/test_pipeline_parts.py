@@ -45,8 +45,10 @@ def test_default_options_are_the_official_settings():
         ({"dtype": "fp8"}, "dtype"),
         ({"scheduler": "pndm"}, "scheduler"),
         ({"motion_source": "pixels"}, "motion_source"),
-        ({"guidance": 0.5}, "guidance"),
-        ({"guidance": 1.0}, "guidance"),
+        ({"guidance": -0.5}, "guidance"),
+        ({"guidance": float("nan")}, "guidance"),
+        ({"guidance": float("inf")}, "guidance"),
+        ({"guidance": "3.5"}, "guidance"),
         ({"seed": -1}, "seed"),
     ],
 )
@@ -171,23 +173,26 @@ def test_pad_frames_repeats_the_last_entry():
     assert pad_frames(x, 2) is x
 
 
-def test_assembler_without_overlap_concatenates_and_trims():
-    asm = FrameAssembler(overlap=0)
-    for k in range(3):
-        asm.add(torch.full((4, 1), float(k)))
+def test_assembler_without_overlap_hands_out_each_clip_at_once():
+    asm = FrameAssembler(overlap=0, history=2)
+    out = [asm.add(torch.full((4, 1), float(k))).flatten().tolist() for k in range(3)]
+    assert out == [[0] * 4, [1] * 4, [2] * 4] and asm.finish() is None
     assert asm.count == 12
-    assert asm.window(6, 8).flatten().tolist() == [1.0, 1.0]
-    assert asm.result(10).flatten().tolist() == [0] * 4 + [1] * 4 + [2] * 2
+    assert asm.window(10, 12).flatten().tolist() == [2.0, 2.0]
 
 
-def test_assembler_crossfades_the_overlap():
-    asm = FrameAssembler(overlap=2)
-    asm.add(torch.zeros(4, 1))
-    asm.add(torch.ones(4, 1))
-    out = asm.result().flatten()
+def test_assembler_crossfades_the_overlap_and_holds_only_the_tail():
+    asm = FrameAssembler(overlap=2, history=1)
+    first = asm.add(torch.zeros(4, 1))
+    assert first.flatten().tolist() == [0, 0] and asm.count == 2
+    assert asm.window(1, 4).flatten().tolist() == [0, 0, 0]  # the last final frame + the waiting tail
+    second = asm.add(torch.ones(4, 1))
+    out = torch.cat([first, second, asm.finish()]).flatten()
     assert out.shape == (6,)
     assert torch.allclose(out, torch.tensor([0, 0, 1 / 3, 2 / 3, 1, 1]))
     assert torch.equal(crossfade(torch.zeros(1, 2), torch.ones(1, 2)), torch.full((1, 2), 0.5))
+    with pytest.raises(ValueError, match="not held"):
+        asm.window(0, 2)  # handed out and dropped: a song is never held whole
 
 
 # -- colour ----------------------------------------------------------------------------------------

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+from fractions import Fraction
+
 import av
+import numpy as np
 import pytest
 import torch
 
 from singer_core.errors import InputError
-from singer_core.video_io import frames_to_uint8, write_video
+from singer_core.video_io import VideoWriter, frames_to_uint8, write_video
 
 
 def read_back(path):
@@ -54,3 +59,50 @@ def test_bad_frames_are_refused(tmp_path):
 def test_uint8_conversion_truncates_like_the_official_export():
     values = torch.tensor([0.0, 0.5, 1.0, 1.5, -0.2]).view(1, 1, 5, 1).expand(1, 1, 5, 3)
     assert frames_to_uint8(values)[0, 0, :, 0].tolist() == [0, 127, 255, 255, 0]
+
+
+def _decoded(target):
+    with av.open(target) as container:
+        video = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+        container.seek(0)
+        audio = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
+        return video, audio, dict(container.metadata)
+
+
+@pytest.mark.parametrize("rate", [16000, 37800])
+def test_writing_piece_by_piece_gives_the_same_file_content(tmp_path, rate):
+    """The streaming writer (one clip at a time, the song encoded alongside) decodes to exactly what
+    writing the whole video at once gives, also when the song is resampled for AAC."""
+    frames = torch.rand(23, 16, 16, 3, generator=torch.manual_seed(0))
+    song = torch.rand(2, rate, generator=torch.manual_seed(1)) - 0.5  # 1 s, longer than the video: cut
+    whole = write_video(tmp_path / "whole.mp4", frames, fps=25, audio=song, sample_rate=rate)
+    with VideoWriter(tmp_path / "pieces.mp4", 25, song, rate) as writer:
+        for piece in frames.split(5):
+            writer.write(piece)
+    assert writer.frames == 23
+    (video_a, audio_a, _), (video_b, audio_b, _) = _decoded(str(whole)), _decoded(str(tmp_path / "pieces.mp4"))
+    assert np.array_equal(video_a, video_b) and len(video_a) == 23
+    assert audio_a.shape == audio_b.shape and np.array_equal(audio_a, audio_b)
+    assert abs(audio_a.shape[1] / (48000 if rate == 37800 else rate) - 23 / 25) < 0.05
+
+
+def test_writer_to_a_file_object_with_metadata_and_a_float_rate(tmp_path):
+    buffer = io.BytesIO()
+    with VideoWriter(buffer, 12.5, metadata={"prompt": {"1": "x"}, "title": "song"}) as writer:
+        writer.write(torch.rand(5, 16, 16, 3))
+    buffer.seek(0)
+    with av.open(buffer) as container:
+        assert container.streams.video[0].average_rate == Fraction(25, 2)
+        assert container.metadata["title"] == "song" and json.loads(container.metadata["prompt"]) == {"1": "x"}
+        assert sum(1 for _ in container.decode(video=0)) == 5
+
+
+def test_writer_refuses_a_change_of_size_and_leaves_no_file(tmp_path):
+    path = tmp_path / "x.mp4"
+    with pytest.raises(InputError, match="All frames must be 16x16"):
+        with VideoWriter(path, 25) as writer:
+            writer.write(torch.rand(2, 16, 16, 3))
+            writer.write(torch.rand(2, 32, 32, 3))
+    assert not path.exists()
+    with pytest.raises(InputError, match="No video frames"):
+        VideoWriter(path, 25).close()

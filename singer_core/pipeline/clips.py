@@ -54,39 +54,50 @@ def crossfade(tail: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
 
 
 class FrameAssembler:
-    """Collects decoded clips into one frame sequence, cross-fading overlaps.
+    """Joins decoded clips into one frame sequence, cross-fading overlaps, and hands each frame out as
+    soon as it is final, so a song is never held whole (memory bounded by a clip, not the song).
 
-    Clips are kept as separate tensors (no re-concatenation per clip) so long songs stay linear.
+    ``add`` returns the frames a clip made final: all but its last ``overlap`` frames, which wait for
+    the next clip's blend; ``finish`` returns those. ``window`` serves the frames the next clip is
+    driven by (its motion frames) from the last ``history`` final frames and the waiting tail.
     """
 
-    def __init__(self, overlap: int) -> None:
-        self.overlap = overlap
-        self.pieces: list[torch.Tensor] = []
+    def __init__(self, overlap: int, history: int = 0) -> None:
+        self.overlap, self.history = overlap, history
+        self.count = 0  # frames handed out so far
+        self.recent: torch.Tensor | None = None  # the last ``history`` of them
+        self.pending: torch.Tensor | None = None  # the latest clip's last ``overlap`` frames
 
-    @property
-    def count(self) -> int:
-        return sum(piece.shape[0] for piece in self.pieces)
-
-    def add(self, clip_frames: torch.Tensor) -> None:
-        """Append a clip's frames [f, ...]; its first ``overlap`` frames blend with the current tail."""
-        if self.pieces and self.overlap:
-            last = self.pieces[-1]
-            self.pieces[-1] = last[: -self.overlap]
-            head = crossfade(last[-self.overlap :], clip_frames[: self.overlap])
+    def add(self, clip_frames: torch.Tensor) -> torch.Tensor:
+        """Append a clip's frames [f, ...] (its first ``overlap`` frames blend with the waiting tail);
+        returns the frames that are now final."""
+        if self.pending is not None:
+            head = crossfade(self.pending, clip_frames[: self.overlap])
             clip_frames = torch.cat([head, clip_frames[self.overlap :]])
-        self.pieces.append(clip_frames)
+        if self.overlap:
+            final, self.pending = clip_frames[: -self.overlap], clip_frames[-self.overlap :]
+        else:
+            final = clip_frames
+        return self._hand_out(final)
+
+    def finish(self) -> torch.Tensor | None:
+        """The waiting tail (None without overlap or before the first clip)."""
+        tail, self.pending = self.pending, None
+        return None if tail is None else self._hand_out(tail)
+
+    def _hand_out(self, final: torch.Tensor) -> torch.Tensor:
+        if self.history:
+            kept = final if self.recent is None else torch.cat([self.recent, final])
+            self.recent = kept[-self.history :].clone()  # a copy: the clip itself is not kept alive
+        self.count += final.shape[0]
+        return final
 
     def window(self, start: int, stop: int) -> torch.Tensor:
-        """Frames ``[start, stop)`` of the sequence so far."""
-        parts, offset = [], 0
-        for piece in self.pieces:
-            lo, hi = max(start - offset, 0), min(stop - offset, piece.shape[0])
-            if lo < hi:
-                parts.append(piece[lo:hi])
-            offset += piece.shape[0]
-        return torch.cat(parts)
-
-    def result(self, length: int | None = None) -> torch.Tensor:
-        """All frames, trimmed to ``length`` when given."""
-        out = torch.cat(self.pieces)
-        return out if length is None else out[:length]
+        """Frames ``[start, stop)`` of the sequence so far; only the last ``history`` final frames and the
+        waiting tail are still held."""
+        held = [part for part in (self.recent, self.pending) if part is not None]
+        first = self.count - (0 if self.recent is None else self.recent.shape[0])
+        total = self.count + (0 if self.pending is None else self.pending.shape[0])
+        if start < first or stop > total or start >= stop:
+            raise ValueError(f"frames {start}..{stop} are not held (held: {first}..{total}).")
+        return torch.cat(held)[start - first : stop - first]

@@ -17,7 +17,7 @@ from singer_core.pipeline.inputs import ReferenceInputs
 class Conditions:
     """Per-generation conditioning of the denoising UNet."""
 
-    image_tokens: torch.Tensor  # [2, T, C]  imageproj of [zeros, face embedding]
+    image_tokens: torch.Tensor  # [2, T, C]  imageproj of [zeros, face embedding]; [1, T, C] without CFG
     face_features: torch.Tensor  # [1, C0, 1, h, w]  face locator of one frame (the region is the same in all)
     masks: MaskPyramid  # 4 levels of [f, hw]
 
@@ -28,14 +28,17 @@ def _repeat(levels, frames: int, device, dtype) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def build_conditions(net, reference: ReferenceInputs, frames: int, device, dtype) -> Conditions:
-    """Image tokens, face-locator features and mask pyramids for clips of ``frames`` frames.
+def build_conditions(net, reference: ReferenceInputs, frames: int, device, dtype, cfg: bool = True) -> Conditions:
+    """Image tokens, face-locator features and mask pyramids for clips of ``frames`` frames
+    (``cfg`` False: the conditional image tokens alone, the official no-guidance branch).
 
     The face locator is a per-frame convolution and the face region is the same in every frame, so
     one frame is computed and broadcast over the clip.
     """
     embedding = reference.face_embedding.reshape(1, -1).to(device, dtype)
-    tokens = torch.cat([net.imageproj(torch.zeros_like(embedding)), net.imageproj(embedding)])
+    tokens = net.imageproj(embedding)
+    if cfg:
+        tokens = torch.cat([net.imageproj(torch.zeros_like(embedding)), tokens])
     region = reference.face_region.to(device, dtype)[None, :, None]  # [1, 3, 1, H, W]
     masks = MaskPyramid(
         full=_repeat(reference.full_mask, frames, device, dtype),

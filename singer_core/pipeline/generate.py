@@ -5,10 +5,15 @@ initial noise from the one seeded generator (drawn in turn, as the official scri
 that noise, the reference-UNet write pass, the denoising steps (UNet call and guidance from
 ``singer_core.sampling``), decoding, and the latents of [reference, motion frames] for the next
 clip (see ``_Run.clip_latents``).
+
+:func:`iter_clips` hands out each clip's frames as soon as they are final (after any overlap blend),
+so a caller that writes them away (the command line's mp4 writer) holds one clip, not the song;
+:func:`generate` collects them into one tensor for callers that want the whole video.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +29,7 @@ from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
 from singer_core.pipeline.progress import Hooks, Progress
 from singer_core.pipeline.schedulers import make_scheduler
-from singer_core.sampling import guide, predict_noise
+from singer_core.sampling import DenoiseStep, classifier_free_guidance, denoise_clip, initial_latents
 
 
 @dataclass
@@ -85,11 +90,12 @@ class _Run:
         self.latent_size = (options.height // codec.downscale, options.width // codec.downscale)
         self.generator = torch.Generator("cpu").manual_seed(options.seed)
         self.row_memo = RowMemo()  # reference rows of the write pass, the same in every clip
+        self.cfg = classifier_free_guidance(options.guidance)  # False: the conditional half alone
 
     # -- once per generation ------------------------------------------------------------------------
 
     def conditions(self) -> Conditions:
-        return build_conditions(self.net, self.reference, self.options.clip_length, self.device, self.dtype)
+        return build_conditions(self.net, self.reference, self.options.clip_length, self.device, self.dtype, self.cfg)
 
     def first_clip_latents(self) -> torch.Tensor:
         """``[1 + n, 4, h, w]``: the reference and its ``n`` copies as the first clip's motion frames,
@@ -101,7 +107,8 @@ class _Run:
         """Reference-UNet write pass (timestep 0) for this clip's [reference, motion frames]; the
         reference rows are computed in the first clip only (bit-identical inputs, see ``RowMemo``)."""
         tokens = conditions.image_tokens
-        return self.net.reference_unet.write_bank(ref_latents, tokens[:1], tokens[1:], self.row_memo)
+        uncond = tokens[:1] if self.cfg else None
+        return self.net.reference_unet.write_bank(ref_latents, uncond, tokens[-1:], self.row_memo)
 
     def audio_tokens(self, audio: AudioTokens, spans: list[ClipSpan]) -> torch.Tensor:
         """Audio-projection tokens ``[n, 32, dim]`` of every frame the clips cover, kept on the CPU
@@ -122,11 +129,12 @@ class _Run:
         return torch.randn(shape, generator=self.generator, dtype=torch.float32).to(self.device, self.dtype)
 
     def audio_embedding(self, tokens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``[2, f, 32, dim]``: [zeros, MSM(tokens, initial noise)] (quirk 6); Hallo nets skip MSM."""
+        """``[2, f, 32, dim]``: [zeros, MSM(tokens, initial noise)] (quirk 6); without CFG the second
+        half alone. Hallo nets skip MSM."""
         clip_tokens = tokens[None].to(self.device)
         if getattr(self.net, "audioembed", None) is not None:
             clip_tokens = self.net.audioembed(clip_tokens, noise)
-        return torch.cat([torch.zeros_like(clip_tokens), clip_tokens])
+        return torch.cat([torch.zeros_like(clip_tokens), clip_tokens]) if self.cfg else clip_tokens
 
     def clip_latents(self, frames: FrameAssembler, span: ClipSpan, first: torch.Tensor, previous: torch.Tensor):
         """``[1 + n, 4, h, w]`` for a later clip: the reference and the ``n`` frames before ``span``.
@@ -151,6 +159,10 @@ class _Run:
             return latents[0].transpose(0, 1).float().cpu()
         return self.decode(latents)
 
+    def piece(self, final: torch.Tensor) -> torch.Tensor:
+        """A final piece in the caller's layout: frames ``[n, H, W, 3]``, latents ``[n, 4, h, w]``."""
+        return final if self.output == "latents" else final.permute(0, 2, 3, 1).contiguous()
+
     def motion_pixels(self, kept: FrameAssembler, start: int, stop: int) -> torch.Tensor:
         """Decoded frames ``[start, stop)`` in [0, 1]; in latent output only these few are decoded
         (per frame, as the official decode), which gives the same pixels as decoding everything."""
@@ -167,7 +179,25 @@ class _Run:
         return frames
 
 
-def generate(
+@dataclass
+class ClipStream:
+    """The video of a song, handed out piece by piece (see :func:`iter_clips`).
+
+    ``frames``: the song's frame count ``T`` (what the pieces add up to); iterating yields, in order,
+    ``[n, H, W, 3]`` float32 frames in [0, 1] on the CPU (``output='frames'``) or ``[n, 4, h, w]``
+    latents (``output='latents'``). Iterate once: the generation runs as the pieces are taken.
+    """
+
+    fps: int
+    frames: int
+    output: str
+    pieces: Iterator[torch.Tensor]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.pieces
+
+
+def iter_clips(
     net,
     codec: VideoCodec,
     reference: ReferenceInputs,
@@ -176,14 +206,13 @@ def generate(
     on_progress=None,
     should_cancel=None,
     output: str = "frames",
-) -> GenerationResult:
-    """Generate the video for a whole song.
+) -> ClipStream:
+    """Generate the video of a whole song, clip by clip, without holding it whole.
 
-    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on; it is cast to
-    ``options.dtype`` if needed. ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
-    ``on_progress(Progress)`` is called after every denoising step and every clip;
-    ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
-    ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
+    Arguments as :func:`generate`; the inputs are checked here, before anything runs. Each piece is
+    final when handed out (overlaps already blended, frames past the song cut), and only the few
+    frames the next clip is driven by are kept, so the memory does not grow with the song (the
+    song's audio tokens and, for ``'latents'``, the pieces the caller keeps aside).
     """
     options = options or GenerationOptions()
     options.validate()
@@ -195,63 +224,94 @@ def generate(
     reference.validate(options.width, options.height)
     if audio.audio_length < 1 or audio.frames < 1:
         raise InputError("The audio covers no video frame; use a longer song.")
-    hooks = Hooks(on_progress, should_cancel)
-    run = _Run(net, codec, reference, options, hooks, output)
-    spans = plan_clips(audio.audio_length, options.clip_length, options.overlap)
+    run = _Run(net, codec, reference, options, Hooks(on_progress, should_cancel), output)
+    return ClipStream(options.fps, audio.audio_length, output, _pieces(run, audio))
+
+
+def generate(
+    net,
+    codec: VideoCodec,
+    reference: ReferenceInputs,
+    audio: AudioTokens,  # or singer_core.audio.AudioFeatures
+    options: GenerationOptions | None = None,
+    on_progress=None,
+    should_cancel=None,
+    output: str = "frames",
+) -> GenerationResult:
+    """Generate the video for a whole song and return it whole (see :func:`iter_clips` to write it
+    away clip by clip instead: the whole video of a song is ``T x H x W x 3 x 4`` bytes).
+
+    ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on; it is cast to
+    ``options.dtype`` if needed. ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
+    ``on_progress(Progress)`` is called after every denoising step and every clip;
+    ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
+    ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
+    """
+    stream = iter_clips(net, codec, reference, audio, options, on_progress, should_cancel, output)
+    if output == "latents":
+        return GenerationResult(None, stream.fps, latents=torch.cat(list(stream)))
+    frames, done = None, 0
+    for piece in stream:  # one preallocated copy of the video, filled piece by piece
+        if frames is None:
+            frames = torch.empty(stream.frames, *piece.shape[1:], dtype=piece.dtype)
+        frames[done : done + piece.shape[0]] = piece
+        done += piece.shape[0]
+    return GenerationResult(frames, stream.fps)
+
+
+def _pieces(run: _Run, audio) -> Iterator[torch.Tensor]:
+    """Run the generation; yield the final pieces, cut to the song length (the official cut)."""
+    spans = plan_clips(audio.audio_length, run.options.clip_length, run.options.overlap)
     with torch.no_grad():
-        hooks.check_cancel()
+        run.hooks.check_cancel()
         conditions = run.conditions()
         tokens = run.audio_tokens(audio, spans)
         first = run.first_clip_latents()
         _release(run.device)
-        kept = _generate_clips(run, spans, conditions, tokens, first)
-    kept = kept[: audio.audio_length]  # the official cut back to the song length
-    if output == "latents":
-        return GenerationResult(None, options.fps, latents=kept)
-    return GenerationResult(kept.permute(0, 2, 3, 1).contiguous(), options.fps)
+    assembler = FrameAssembler(run.options.overlap, history=run.options.motion_frames)
+    for final in _generate_clips(run, spans, conditions, tokens, first, assembler):
+        keep = min(final.shape[0], audio.audio_length - (assembler.count - final.shape[0]))
+        if keep > 0:
+            yield run.piece(final[:keep])
 
 
-def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor):
+def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor,
+                    assembler: FrameAssembler) -> Iterator[torch.Tensor]:  # fmt: skip
+    """Each clip in turn; yields the frames (or latents) each one makes final, then the last tail."""
     options, hooks = run.options, run.hooks
-    assembler = FrameAssembler(options.overlap)
     latents = None
     for span in spans:
-        noise = run.initial_noise()
-        ref_latents = first if span.index == 0 else run.clip_latents(assembler, span, first, latents)
-        audio_embedding = run.audio_embedding(tokens[span.start : span.stop], noise)
-
-        def on_step(step: int, steps: int, clip: int = span.index) -> None:
-            hooks.report(Progress("step", clip, len(spans), step, steps))
-
-        bank = run.reference_bank(ref_latents, conditions)
-        denoise = DenoiseConditions(
-            bank=bank,
-            image_tokens=conditions.image_tokens,
-            audio_tokens=audio_embedding,
-            face_features=conditions.face_features,
-            masks=conditions.masks,
-            motion_scale=tuple(options.motion_scale),
-        )
-        latents = _sample_clip(run, denoise, noise, on_step)
-        del audio_embedding, ref_latents, bank, denoise
-        assembler.add(run.clip_output(latents))
+        with torch.no_grad():
+            latents = _clip(run, span, len(spans), conditions, tokens, first, latents, assembler)
+            final = assembler.add(run.clip_output(latents))
         hooks.report(Progress("clip", span.index, len(spans), options.steps, options.steps))
         _release(run.device)
-    return assembler.result()
+        yield final
+    tail = assembler.finish()
+    if tail is not None:
+        yield tail
 
 
-def _sample_clip(run: _Run, conditions: DenoiseConditions, noise: torch.Tensor, on_step) -> torch.Tensor:
-    """Denoise one clip from unit ``noise`` [1, 4, f, h, w] with conditions prepared once per generation
-    (``sampling.sample_clip`` would rebuild the image tokens and face features for every clip); the
-    UNet call on the CFG pair and the guidance are ``sampling``'s."""
+def _clip(run: _Run, span: ClipSpan, clips: int, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor,
+          previous: torch.Tensor | None, assembler: FrameAssembler) -> torch.Tensor:  # fmt: skip
+    """The final latents ``[1, 4, f, h, w]`` of one clip."""
     options, hooks = run.options, run.hooks
+    noise = run.initial_noise()
+    ref_latents = first if span.index == 0 else run.clip_latents(assembler, span, first, previous)
+    audio_embedding = run.audio_embedding(tokens[span.start : span.stop], noise)
+
+    def on_step(state: DenoiseStep) -> None:
+        hooks.report(Progress("step", span.index, clips, state.step, state.steps))
+
+    denoise = DenoiseConditions(
+        bank=run.reference_bank(ref_latents, conditions),
+        image_tokens=conditions.image_tokens,
+        audio_tokens=audio_embedding,
+        face_features=conditions.face_features,
+        masks=conditions.masks,
+        motion_scale=tuple(options.motion_scale),
+    )
     scheduler = make_scheduler(options.scheduler)
-    scheduler.set_timesteps(options.steps, device=run.device)
-    latents = noise * scheduler.init_noise_sigma
-    for i, t in enumerate(scheduler.timesteps):
-        hooks.check_cancel()
-        model_input = scheduler.scale_model_input(latents, t)
-        guided = guide(predict_noise(run.net, model_input, t, conditions), options.guidance)
-        latents = scheduler.step(guided, t, latents, return_dict=False)[0]
-        on_step(i + 1, len(scheduler.timesteps))
-    return latents
+    latents = initial_latents(scheduler, options.steps, noise)
+    return denoise_clip(run.net, latents, denoise, scheduler, options.guidance, on_step=on_step,
+                        cancel=hooks.should_cancel)  # fmt: skip

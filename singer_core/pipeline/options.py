@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,9 @@ class GenerationOptions:
     ``motion_source='decoded'`` chains clips through decoded-then-re-encoded frames (official);
     ``'latent'`` reuses the previous clip's last latents directly. ``overlap`` > 0 makes consecutive
     clips share that many frames and cross-fades them. ``color_match`` pulls each clip's colour
-    statistics toward the reference image.
+    statistics toward the reference image. ``guidance`` above 1 is classifier-free guidance (the
+    official 3.5); 1 or less is the official no-guidance branch: the conditional half alone, half the
+    UNet work (``singer_core.sampling.classifier_free_guidance``).
     """
 
     seed: int = 42
@@ -64,11 +67,13 @@ class GenerationOptions:
         _positive_int("motion_frames", self.motion_frames)
         _non_negative_int("overlap", self.overlap)
         _non_negative_int("seed", self.seed)
-        if not self.guidance > 1.0:
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)) or not self.guidance >= 0:
             raise InputError(
-                f"guidance must be above 1 (got {self.guidance}); SINGER always uses classifier-free guidance, "
-                "the official default is 3.5."
+                f"guidance must be a number >= 0 (got {self.guidance!r}); the official default is 3.5, and 1 or less "
+                "runs without classifier-free guidance (half the work)."
             )
+        if not math.isfinite(self.guidance):
+            raise InputError(f"guidance must be finite (got {self.guidance!r}); the official default is 3.5.")
         for name in ("pose_weight", "face_weight", "lip_weight"):
             if not isinstance(getattr(self, name), (int, float)):
                 raise InputError(f"{name} must be a number (got {getattr(self, name)!r}).")
