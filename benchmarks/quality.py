@@ -12,7 +12,7 @@ Videos go to ``DIR/videos/<variant>/`` (resumable: the batch skips finished vide
 The report: one JSON line per variant on stdout and in ``DIR/quality.jsonl``, and ``DIR/quality.md``.
 
 Fields of a line: ``variant``, ``args`` (its options), ``status`` (ok / failed / unavailable), ``videos``,
-``frames``, ``generate_s`` (``generate()`` wall time summed over the videos: sampling and decoding; face and
+``frames``, ``generate_s`` (wall time of the clips summed over the videos: sampling, decoding, encoding; face and
 audio preparation are the same for every variant and excluded), ``s_per_frame``, ``speedup`` (official
 ``generate_s`` / this one), ``vs_official`` (mean PSNR/SSIM/... of each video against the official-settings
 video of the same name), ``metrics`` (no-reference means: CPBD, BAS, ...), ``delta`` (``metrics`` minus the

@@ -117,8 +117,9 @@ class Column:
 
 
 def row_columns(generate_parser: argparse.ArgumentParser) -> dict[str, Column]:
-    """Per-row columns by name: every ``generate`` option except files/models/device, plus the
-    ``GenerationOptions`` fields the command line does not set (``width``, ``height``)."""
+    """Per-row columns by name: every ``generate`` option except files/models/device (under its name and each
+    of its option strings: ``guidance``, ``cfg``), plus the ``GenerationOptions`` fields the command line
+    does not set (``width``, ``height``)."""
     from singer_core.pipeline.options import GenerationOptions
 
     columns: dict[str, Column] = {}
@@ -127,7 +128,9 @@ def row_columns(generate_parser: argparse.ArgumentParser) -> dict[str, Column]:
             continue
         is_flag = action.nargs == 0 and isinstance(action.const, bool)
         kind = bool if is_flag else (action.type or str)
-        columns[action.dest] = Column(action.dest, kind, tuple(action.choices) if action.choices else None)
+        column = Column(action.dest, kind, tuple(action.choices) if action.choices else None)
+        for alias in (action.dest, *(normalize_column(o.lstrip("-")) for o in action.option_strings)):
+            columns[alias] = column
     hints = typing.get_type_hints(GenerationOptions)
     for option in dataclasses.fields(GenerationOptions):
         if option.name not in columns:
@@ -224,7 +227,9 @@ def _header_problems(path: Path, headers: list[str], columns: dict[str, Column])
                 if n not in columns and n not in JOB_COLUMNS]  # fmt: skip
     problems += [f"{path}: required column '{c}' is missing from the header." for c in ("image", "audio")
                  if c not in names]  # fmt: skip
-    problems += [f"{path}: column '{n}' appears twice." for n in sorted({n for n in names if names.count(n) > 1})]
+    dests = [columns[n].name if n in columns else n for n in names]
+    problems += [f"{path}: column '{d}' appears twice (or under two names)." for d in sorted(set(dests))
+                 if dests.count(d) > 1]  # fmt: skip
     return problems
 
 
@@ -245,7 +250,7 @@ def _job(path: Path, index: int, cells: dict[str, str], defaults, columns: dict[
         except InputError as error:
             problems.append(f"{where}, column '{name}': {error}.")
             continue
-        (fields if columns[name].option_field else vars(args))[name] = value
+        (fields if columns[name].option_field else vars(args))[columns[name].name] = value
     if problems:
         raise InputError("\n".join(problems))
     try:
@@ -260,7 +265,7 @@ def _job(path: Path, index: int, cells: dict[str, str], defaults, columns: dict[
     if "/" in name or "\\" in name or name.startswith("."):
         raise InputError(f"{where}, column 'name': {name!r} must be a plain file name (no folders, no leading dot).")
     settings = {"image": str(image), "audio": str(audio)}
-    settings |= {c: getattr(options if column.option_field else args, c) for c, column in columns.items()}
+    settings |= {c.name: getattr(options if c.option_field else args, c.name) for c in columns.values()}
     return Job(index, name, image, audio, args, options, given, settings)
 
 
@@ -369,7 +374,7 @@ class RowResult:
     rank: int
     frames: int | None = None
     seconds: float | None = None  # the whole row: reading, face analysis, audio features, generation, writing
-    generate_seconds: float | None = None  # generate() alone (sampling and decoding): what the speed options change
+    generate_seconds: float | None = None  # the clips alone (sampling, decoding, encoding): what speed options change
     frames_sha256: str = ""  # of the generated uint8 frames before encoding: H.264 encoding is not bit-reproducible
     error: str = ""
     note: str = ""
@@ -432,15 +437,16 @@ def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResu
 
 
 def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, str]:
-    """Generate one row's video into ``path``; returns (frames, seconds in ``generate``, frames' sha256)."""
+    """Generate one row's video into ``path``, each clip encoded as soon as it is final (memory does not grow
+    with the song, as ``generate``); returns (frames, seconds of generating and encoding, frames' sha256)."""
     from tqdm import tqdm
 
     from singer_core.audio import song_features
     from singer_core.face import prepare_reference
     from singer_core.pipeline import session
     from singer_core.pipeline.codec import DiffusersVAECodec
-    from singer_core.pipeline.generate import generate
-    from singer_core.video_io import write_video
+    from singer_core.pipeline.generate import iter_clips
+    from singer_core.video_io import VideoWriter, frames_to_uint8
 
     args, options = job.args, job.options
     image = session.read_image(job.image)
@@ -451,6 +457,7 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
     audio = song_features(song, rate, models.wav2vec(), options.clip_length, options.fps, separator=separator)
     net, vae = models.net_and_vae(options)
     codec = DiffusersVAECodec(vae, batch_size=args.decode_batch, tiling=args.vae_tiling)
+    digest = hashlib.sha256()  # of the uint8 frames as written: H.264 encoding is not bit-reproducible, they are
     with tqdm(total=1.0, desc=job.name, leave=False, disable=None, bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
         def on_progress(event) -> None:
@@ -458,20 +465,13 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
             bar.refresh()
 
         start = time.perf_counter()
-        result = generate(net, codec, reference, audio, options, on_progress=on_progress)
+        clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
+        with VideoWriter(path, clips.fps, song, rate) as writer:
+            for piece in clips:
+                writer.write(piece)
+                digest.update(frames_to_uint8(piece).tobytes())
         seconds = time.perf_counter() - start
-    write_video(path, result.frames, result.fps, song, rate)
-    return int(result.frames.shape[0]), seconds, frames_digest(result.frames)
-
-
-def frames_digest(frames) -> str:
-    """sha256 of the frames as the uint8 pixels written to the video (in chunks: no second full copy)."""
-    from singer_core.video_io import frames_to_uint8
-
-    digest = hashlib.sha256()
-    for chunk in frames.split(64):
-        digest.update(frames_to_uint8(chunk).tobytes())
-    return digest.hexdigest()
+    return writer.frames, seconds, digest.hexdigest()
 
 
 # -- the summary ------------------------------------------------------------------------------------------------

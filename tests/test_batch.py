@@ -101,13 +101,16 @@ def test_columns_are_the_generate_options(inputs):
     generate = generate_parser()
     columns = row_columns(generate)
     expected = {a.dest for a in generate._actions if a.dest not in COMMAND_LINE_ONLY} | {"width", "height"}
-    assert set(columns) == expected and {"steps", "scheduler", "pose_weight", "no_vocal_separation"} <= expected
-    jobs = write_csv(inputs / "override.csv", ["image", "audio", "pose-weight", "scheduler", "width", "color_match"],
-                     [["face.png", "a.wav", "0.5", "dpmpp", "128", "yes"], ["face.png", "b.wav", "", "", "", ""]])
+    assert {c.name for c in columns.values()} == expected
+    assert {"steps", "scheduler", "pose_weight", "no_vocal_separation"} <= expected
+    header = ["image", "audio", "pose-weight", "scheduler", "width", "color_match", "cfg"]
+    jobs = write_csv(inputs / "override.csv", header, [["face.png", "a.wav", "0.5", "dpmpp", "128", "yes", "2"],
+                                                       ["face.png", "b.wav", "", "", "", "", ""]])
     args = _parser().parse_args(batch_args(jobs, inputs / "out", inputs, "--steps", "3", "--seed", "7"))
     first, second = read_jobs(jobs, args, args.generate_parser).jobs
     assert (first.options.pose_weight, first.options.scheduler, first.options.steps) == (0.5, "dpmpp", 3)
     assert (first.options.width, first.options.height, first.options.color_match) == (128, 64, True)
+    assert (first.options.guidance, second.options.guidance) == (2.0, 3.5)  # --cfg is --guidance's other name
     assert (second.options.pose_weight, second.options.scheduler, second.options.seed) == (1.0, "ddim", 7)
     assert second.name == "face_b" and second.image == inputs / "face.png"  # relative to the CSV's folder
 
@@ -116,6 +119,9 @@ def test_bad_csv_is_reported_by_row_and_column_before_loading_models(inputs, tmp
     unknown = write_csv(tmp_path / "unknown.csv", ["image", "audio", "stepz"], [["face.png", "a.wav", "2"]])
     assert main(batch_args(unknown, tmp_path / "out", tmp_path / "no-models")) == 2
     assert "column 'stepz' is not a job column or a generate option" in capsys.readouterr().err
+    twice = write_csv(tmp_path / "twice.csv", ["image", "audio", "cfg", "guidance"], [["face.png", "a.wav", "2", "3"]])
+    assert main(batch_args(twice, tmp_path / "out", tmp_path / "no-models")) == 2
+    assert "column 'guidance' appears twice (or under two names)" in capsys.readouterr().err
     no_audio = write_csv(tmp_path / "no_audio.csv", ["image"], [["face.png"]])
     assert main(batch_args(no_audio, tmp_path / "out", tmp_path / "no-models")) == 2
     assert "required column 'audio' is missing" in capsys.readouterr().err

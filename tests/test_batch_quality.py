@@ -29,7 +29,8 @@ def test_quality_tiny_reports_every_variant(tmp_path, capsys):
     quality = load_quality()
     out = tmp_path / "quality"
     variants = ["official", "dpmpp-half", "no-cfg"]
-    lines = quality.run(["--tiny", "--out", str(out), "--device", "cpu", "--steps", "2", "--no-warmup",
+    lines = quality.run(["--tiny", "--out", str(out), "--device", "cpu", "--steps", "2", "--no-warmup", "--seconds",
+                         "0.32",  # 8 frames: one clip
                          "--variants", ",".join(variants[1:]), "--metrics", "psnr,ssim,cpbd"])  # fmt: skip
     assert [line["variant"] for line in lines] == variants  # official added first when not asked for
     printed = [strict_json(text) for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
@@ -38,7 +39,7 @@ def test_quality_tiny_reports_every_variant(tmp_path, capsys):
 
     official, half, no_cfg = written
     assert official["status"] == "ok" and official["args"] == [] and official["speedup"] == 1.0
-    assert official["videos"] == 1 and official["frames"] == 15 and official["generate_s"] > 0
+    assert official["videos"] == 1 and official["frames"] == 8 and official["generate_s"] > 0
     assert set(official["metrics"]) == {"cpbd"} and "vs_official" not in official
     assert half["status"] == "ok" and half["args"] == ["--scheduler", "dpmpp", "--steps", "1"]
     assert set(half["vs_official"]) == {"psnr", "ssim"} and 0 < half["vs_official"]["ssim"] < 1
