@@ -11,7 +11,8 @@ defaults), so it is validated by the same parser as a user's command; a variant 
 Videos go to ``DIR/videos/<variant>/`` (resumable: the batch skips finished videos and keeps their timings).
 The report: one JSON line per variant on stdout and in ``DIR/quality.jsonl``, and ``DIR/quality.md``.
 
-Fields of a line: ``variant``, ``args`` (its options), ``status`` (ok / failed / unavailable), ``videos``,
+Fields of a line: ``variant``, ``args`` (its options; ``base_args``: those of every variant), ``status``
+(ok / failed / unavailable), ``videos``,
 ``frames``, ``generate_s`` (wall time of the clips summed over the videos: sampling, decoding, encoding; face and
 audio preparation are the same for every variant and excluded), ``s_per_frame``, ``speedup`` (official
 ``generate_s`` / this one), ``vs_official`` (mean PSNR/SSIM/... of each video against the official-settings
@@ -248,7 +249,7 @@ def run(argv: list[str] | None = None) -> list[dict]:
         generator.run(out / "warmup", ["--steps", "1"])
     lines, official = [], None
     for name in names:
-        line = {"variant": name, "args": variant_args(name, steps, device), "device": str(device),
+        line = {"variant": name, "args": variant_args(name, steps, device), "base_args": base, "device": str(device),
                 "torch": torch.__version__}  # fmt: skip
         folder = out / "videos" / name
         try:
