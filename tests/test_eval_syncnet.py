@@ -103,3 +103,18 @@ def test_face_crops_follow_the_reference_crop_geometry(tmp_path):
     assert red.any() and not green.any()
     rows = np.nonzero(red[0].any(axis=1))[0]
     assert abs(rows.mean() - (110.5 - 48) / 67.2 * 224) < 4  # where row 110 lands in the resized window
+
+
+def test_detection_mode_end_to_end(weights_file, tmp_path):
+    """Full-frame mode: our detector's crops, through the reference's video + JPEG steps, into SyncNet."""
+    from singer_core.evaluation.landmarks import LandmarkModels
+    from singer_core.evaluation.syncnet import _as_syncnet_input, video_sync_scores
+    from tests.tiny_models.face_onnx import write_antelopev2
+
+    crops = syncnet_frames(VIDEO)[:8]
+    jpeg = _as_syncnet_input(crops)
+    difference = np.abs(jpeg.astype(int) - crops.astype(int))
+    assert jpeg.shape == crops.shape and 0 < difference.mean() < 8  # lossy, but the same picture
+    models = LandmarkModels.load(write_antelopev2(tmp_path / "antelopev2"))
+    scores = video_sync_scores(load_syncnet(weights_file[0]), VIDEO, models)
+    assert scores.distances.shape == (35, 31) and np.isfinite([scores.lse_d, scores.lse_c]).all()

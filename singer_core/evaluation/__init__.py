@@ -92,7 +92,8 @@ def evaluate(
     pairs = pair_videos(generated_dir, reference_dir)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    resources = Resources(models=Path(models) if models else None, device=torch.device(device), face_crops=face_crops)
+    resources = Resources(models=Path(models) if models else None, device=torch.device(device), face_crops=face_crops,
+                          progress=progress)
     explicit = metrics is not None
     skipped: dict[str, str] = {}
     active: list[Metric] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import torch
 
 from singer_core.errors import InputError, ModelFileMissingError
 
-from .media import VideoPair, iter_frames, read_audio_track, video_fps
+from .media import VideoPair, frame_count, iter_frames, read_audio_track, video_fps
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Resources:
     models: Path | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     face_crops: bool = False
+    progress: bool = False  # per-frame bars (below the per-video bar) for the long passes
     loaded: dict[str, Any] = field(default_factory=dict)
 
     def weight_path(self, relative: str) -> Path:
@@ -60,26 +62,37 @@ class VideoContext:
             self.cache[key] = compute()
         return self.cache[key]
 
-    def frames(self):
-        """A fresh iterator over the generated frames (RGB uint8)."""
-        return iter_frames(self.pair.generated)
+    def _frames(self, path: Path, what: str):
+        frames = iter_frames(path)
+        if not self.resources.progress:
+            return frames
+        from tqdm import tqdm
 
-    def reference_frames(self):
+        return tqdm(frames, total=frame_count(path), desc=f"{self.pair.name}: {what}", unit="frame", leave=False,
+                    file=sys.stderr)
+
+    def frames(self, what: str = "frames"):
+        """A fresh iterator over the generated frames (RGB uint8); ``what`` labels its progress bar."""
+        return self._frames(self.pair.generated, what)
+
+    def reference_frames(self, what: str = "reference frames"):
         if self.pair.reference is None:
             raise InputError("this metric needs a reference video (pass --reference DIR)")
-        return iter_frames(self.pair.reference)
+        return self._frames(self.pair.reference, what)
 
     def landmarks(self):
         """[T, 106, 2] landmarks of the generated video."""
         from .landmarks import track_landmarks
 
-        return self.cached("landmarks", lambda: track_landmarks(self.resources.face_models(), self.frames()))
+        return self.cached("landmarks",
+                           lambda: track_landmarks(self.resources.face_models(), self.frames("landmarks")))
 
     def reference_landmarks(self):
         from .landmarks import track_landmarks
 
         return self.cached("reference_landmarks",
-                           lambda: track_landmarks(self.resources.face_models(), self.reference_frames()))
+                           lambda: track_landmarks(self.resources.face_models(),
+                                                   self.reference_frames("reference landmarks")))
 
     @property
     def fps(self) -> float:

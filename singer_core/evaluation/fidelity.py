@@ -110,14 +110,21 @@ def _batch(gen_buffer: list[np.ndarray], ref_buffer: list[np.ndarray]) -> tuple[
 
 
 def psnr_ssim(
-    generated: Iterable[np.ndarray], reference: Iterable[np.ndarray], device: torch.device | str = "cpu"
+    generated: Iterable[np.ndarray],
+    reference: Iterable[np.ndarray],
+    device: torch.device | str = "cpu",
+    metrics: tuple[str, ...] = ("psnr", "ssim"),
 ) -> dict[str, float]:
-    """Mean PSNR and SSIM over the aligned frames of two frame streams, plus the number of frames compared."""
-    psnr, ssim = [], []
+    """Mean PSNR and/or SSIM (``metrics``) over the aligned frames of two frame streams, plus the number
+    of frames compared."""
+    functions = {"psnr": psnr_frames, "ssim": ssim_frames}
+    values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    compared = 0
     for gen, ref in paired_batches(generated, reference):
-        psnr.append(psnr_frames(gen, ref, device))
-        ssim.append(ssim_frames(gen, ref, device))
-    if not psnr:
+        compared += len(gen)
+        for name in metrics:
+            values[name].append(functions[name](gen, ref, device))
+    if not compared:
         raise ValueError("no frames to compare")
-    return {"psnr": float(np.mean(np.concatenate(psnr))), "ssim": float(np.mean(np.concatenate(ssim))),
-            "frames_compared": float(sum(len(p) for p in psnr))}
+    return {**{name: float(np.mean(np.concatenate(v))) for name, v in values.items()},
+            "frames_compared": float(compared)}

@@ -102,6 +102,14 @@ def video_fps(path: str | Path) -> float:
         return float(rate)
 
 
+def frame_count(path: str | Path) -> int | None:
+    """The container's frame count when it records one (for progress bars), else None."""
+    import av
+
+    with av.open(str(path)) as container:
+        return container.streams.video[0].frames or None
+
+
 def frame_size(path: str | Path) -> tuple[int, int]:
     """(width, height) of the first video stream."""
     import av

@@ -43,10 +43,16 @@ class Metric:
         return self.finish is not None
 
 
-def _psnr_ssim(ctx: VideoContext) -> dict[str, float]:
-    from .fidelity import psnr_ssim
+def _fidelity(name: str):
+    """PSNR or SSIM of one video against its reference (each computed only when asked for)."""
 
-    return ctx.cached("psnr_ssim", lambda: psnr_ssim(ctx.frames(), ctx.reference_frames(), ctx.resources.device))
+    def compute(ctx: VideoContext) -> dict[str, float]:
+        from .fidelity import psnr_ssim
+
+        values = psnr_ssim(ctx.frames(name), ctx.reference_frames(), ctx.resources.device, metrics=(name,))
+        return {name: values[name]}
+
+    return compute
 
 
 METRICS: dict[str, Metric] = {}
@@ -57,16 +63,16 @@ def register(metric: Metric) -> Metric:
     return metric
 
 
-register(Metric("psnr", ("psnr",), lambda ctx: {"psnr": _psnr_ssim(ctx)["psnr"]}, needs_reference=True,
+register(Metric("psnr", ("psnr",), _fidelity("psnr"), needs_reference=True,
                 description="PSNR (dB) against the reference, per frame, averaged"))
-register(Metric("ssim", ("ssim",), lambda ctx: {"ssim": _psnr_ssim(ctx)["ssim"]}, needs_reference=True,
+register(Metric("ssim", ("ssim",), _fidelity("ssim"), needs_reference=True,
                 description="SSIM against the reference, per frame, averaged"))
 
 
 def _cpbd(ctx: VideoContext) -> dict[str, float]:
     from .sharpness import video_cpbd
 
-    return {"cpbd": video_cpbd(ctx.frames())}
+    return {"cpbd": video_cpbd(ctx.frames("cpbd"))}
 
 
 register(Metric("cpbd", ("cpbd",), _cpbd, description="CPBD sharpness of the generated frames, averaged"))
@@ -133,8 +139,8 @@ def _fvd_collect(ctx: VideoContext):
 
     res = ctx.resources
     detector = res.get("i3d", lambda: load_i3d(res.weight_path(I3D_FILE), res.device))
-    return (i3d_features(detector, ctx.frames(), res.device),
-            i3d_features(detector, ctx.reference_frames(), res.device))
+    return (i3d_features(detector, ctx.frames("fvd"), res.device),
+            i3d_features(detector, ctx.reference_frames("fvd reference"), res.device))
 
 
 def _fvd_finish(collected: list, resources) -> dict[str, float]:

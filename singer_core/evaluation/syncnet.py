@@ -107,39 +107,60 @@ def load_syncnet(path: str | Path, device: torch.device | str = "cpu") -> SyncNe
     return net.eval().to(device)
 
 
-def syncnet_frames(path: str | Path) -> np.ndarray:
-    """[T, H, W, 3] BGR uint8 frames as syncnet_python sees them: ffmpeg's JPEG extraction, cv2 decoding.
+def jpeg_round_trip(yuv_frames, width: int, height: int) -> np.ndarray:
+    """[T, H, W, 3] BGR uint8: limited-range yuv420p ``av.VideoFrame``s through ffmpeg's ``-f image2`` JPEG path.
 
-    The frames go through the same libavcodec steps as ``ffmpeg -i VIDEO -f image2 %06d.jpg``: the decoded
-    yuv420p frame is converted to full range (swscale, bicubic flags) and encoded by the mjpeg encoder at
-    its default 200 kb/s rate control; each JPEG is then decoded by OpenCV like ``cv2.imread``.
+    The same libavcodec steps as ``ffmpeg -i VIDEO -f image2 %06d.jpg``: each frame converted to full range
+    (swscale, bicubic flags) and encoded by the mjpeg encoder at its default 200 kb/s rate control (which
+    depends on the frame order, hence one encoder per video); each JPEG decoded by OpenCV like ``cv2.imread``.
     """
     import av
     import cv2
 
     frames = []
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = width, height
+    encoder.pix_fmt = "yuv420p"
+    encoder.color_range = 2  # JPEG (full) range
+    encoder.time_base, encoder.framerate = Fraction(1, FPS), Fraction(FPS)
+    encoder.bit_rate = JPEG_BIT_RATE
+    encoder.thread_count = 1
+
+    def decode(packets):
+        for packet in packets:
+            frames.append(cv2.imdecode(np.frombuffer(bytes(packet), np.uint8), cv2.IMREAD_COLOR))
+
+    for index, frame in enumerate(yuv_frames):
+        full = frame.reformat(format="yuv420p", src_color_range=1, dst_color_range=2, interpolation="BICUBIC")
+        full.pts, full.time_base, full.color_range = index, Fraction(1, FPS), 2
+        decode(encoder.encode(full))
+    decode(encoder.encode(None))
+    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
+
+
+def syncnet_frames(path: str | Path) -> np.ndarray:
+    """[T, H, W, 3] BGR uint8 frames of a video file as syncnet_python sees them (:func:`jpeg_round_trip`)."""
+    import av
+
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        encoder = av.CodecContext.create("mjpeg", "w")
-        encoder.width, encoder.height = stream.codec_context.width, stream.codec_context.height
-        encoder.pix_fmt = "yuv420p"
-        encoder.color_range = 2  # JPEG (full) range
-        encoder.time_base, encoder.framerate = Fraction(1, FPS), Fraction(FPS)
-        encoder.bit_rate = JPEG_BIT_RATE
-        encoder.thread_count = 1
-
-        def decode(packets):
-            for packet in packets:
-                frames.append(cv2.imdecode(np.frombuffer(bytes(packet), np.uint8), cv2.IMREAD_COLOR))
-
-        for index, frame in enumerate(container.decode(stream)):
-            full = frame.reformat(format="yuv420p", src_color_range=1, dst_color_range=2, interpolation="BICUBIC")
-            full.pts, full.time_base, full.color_range = index, Fraction(1, FPS), 2
-            decode(encoder.encode(full))
-        decode(encoder.encode(None))
-    if not frames:
+        frames = jpeg_round_trip(container.decode(stream), stream.codec_context.width, stream.codec_context.height)
+    if not len(frames):
         raise InputError(f"Video '{path}' has no frames.")
-    return np.stack(frames)
+    return frames
+
+
+def _as_syncnet_input(crops_bgr: np.ndarray) -> np.ndarray:
+    """Our crops through the reference's last steps: written as a yuv420p video (the reference writes XVID with
+    OpenCV), then extracted as JPEGs. The lossy XVID compression itself is not reproduced."""
+    import av
+
+    def yuv():
+        for crop in crops_bgr:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(crop[:, :, ::-1]), format="rgb24")
+            yield frame.reformat(format="yuv420p", dst_color_range=1, interpolation="BICUBIC")
+
+    return jpeg_round_trip(yuv(), CROP, CROP)
 
 
 def syncnet_audio(path: str | Path) -> np.ndarray:
@@ -181,7 +202,8 @@ class SyncScores:
 def sync_scores(net: SyncNet, frames_bgr: np.ndarray, audio: np.ndarray, vshift: int = VSHIFT) -> SyncScores:
     """Scores of [T, 224, 224, 3] BGR uint8 face crops and their int16 16 kHz audio."""
     if frames_bgr.shape[1:] != (CROP, CROP, 3):
-        raise InputError(f"SyncNet needs 224x224 face crops (got {frames_bgr.shape[2]}x{frames_bgr.shape[1]}).")
+        raise InputError(f"SyncNet needs 224x224 face crops (got {frames_bgr.shape[2]}x{frames_bgr.shape[1]}); "
+                         "without --face-crops the face is found and cropped first.")
     device = next(net.parameters()).device
     coefficients = torch.from_numpy(mfcc(audio)).float()
     windows = min(len(frames_bgr), len(audio) // (SAMPLE_RATE // FPS)) - WINDOW
@@ -257,11 +279,15 @@ def face_crops(frames_rgb, models) -> np.ndarray:
 
 
 def video_sync_scores(net: SyncNet, path: str | Path, face_models=None) -> SyncScores:
-    """LSE of one video file: as-is 224 crops (``face_models`` None) or cropped with our detector first."""
+    """LSE of one video file: as-is 224 crops (``face_models`` None) or cropped with our detector first
+    (then through the reference's yuv420p + JPEG steps, see :func:`_as_syncnet_input`)."""
     from .media import iter_frames, video_fps
 
     fps = video_fps(path)
     if abs(fps - FPS) > 0.01:
         raise InputError(f"LSE is defined at 25 fps; '{Path(path).name}' runs at {fps:g} fps. Re-encode it at 25 fps.")
-    frames = syncnet_frames(path) if face_models is None else face_crops(iter_frames(path), face_models)
+    if face_models is None:
+        frames = syncnet_frames(path)
+    else:
+        frames = _as_syncnet_input(face_crops(iter_frames(path), face_models))
     return sync_scores(net, frames, syncnet_audio(path))
