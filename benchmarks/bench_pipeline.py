@@ -226,6 +226,31 @@ def write_tiny_models(root: Path) -> Path:
     return root
 
 
+def audio_stage_peak(song: Path, models: Path) -> None:
+    """Worker: the command line's audio stage alone (read the song, wav2vec2 features); prints its peak RSS."""
+    from singer_core.pipeline import session
+    from singer_core.pipeline.model_files import locate_models
+    from singer_core.pipeline.options import GenerationOptions
+
+    waveform, rate = session.read_song(song)
+    session.prepare_audio(locate_models(models), waveform, rate, GenerationOptions(), torch.device("cpu"))
+    print(json.dumps({"audio_stage_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+def _child(command: list[str], cwd: Path, env: dict) -> tuple[str, float]:
+    """Run ``command``; its stdout and its own peak RSS in MB (``wait4``: this child alone). Output goes
+    to files, not pipes, so a chatty child (progress bars) cannot block."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:5])} ... failed:\n{stderr[-2000:]}")
+    return stdout, usage.ru_maxrss / 1024
+
+
 def song_memory(args) -> list[dict]:
     """Peak RSS of the command line on songs of each length in ``args.song_memory`` (seconds)."""
     lengths = [float(x) for x in args.song_memory.split(",")]
@@ -241,15 +266,13 @@ def song_memory(args) -> list[dict]:
                        "0001.png"), "--audio", str(song), "--out", str(tmp / "out.mp4"), "--models", str(models),
                        "--size", str(args.resolution), "--steps", "1", "--device", "cpu"]  # fmt: skip
             start = time.perf_counter()
-            child = subprocess.Popen(command, cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(child.pid, 0)
-            out, err = child.stdout.read().decode(), child.stderr.read().decode()
-            child.returncode = os.waitstatus_to_exitcode(status)
-            if child.returncode != 0:
-                raise SystemExit(f"the command line failed on a {seconds:g} s song:\n{err[-2000:]}")
+            out, peak = _child(command, source, env)
+            wall = time.perf_counter() - start
+            _, audio_peak = _child([sys.executable, str(Path(__file__).resolve()), "--audio-stage", str(song),
+                                        str(models)], source, env)  # fmt: skip
             row = {"benchmark": "song_memory", "song_seconds": seconds, "resolution": args.resolution,
-                   "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(time.perf_counter() - start, 1),
-                   "source": str(source), "cli": out.strip().splitlines()[-1]}  # fmt: skip
+                   "peak_rss_mb": round(peak, 1), "audio_stage_peak_rss_mb": round(audio_peak, 1),
+                   "wall_s": round(wall, 1), "source": str(source), "cli": out.strip().splitlines()[-1]}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     if len(rows) >= 2:
@@ -257,7 +280,9 @@ def song_memory(args) -> list[dict]:
         minutes = (last["song_seconds"] - first["song_seconds"]) / 60
         growth = last["peak_rss_mb"] - first["peak_rss_mb"]
         row = {"benchmark": "song_memory_growth", "from_s": first["song_seconds"], "to_s": last["song_seconds"],
-               "peak_rss_difference_mb": round(growth, 1), "mb_per_minute": round(growth / minutes, 1)}  # fmt: skip
+               "peak_rss_difference_mb": round(growth, 1), "mb_per_minute": round(growth / minutes, 1),
+               "audio_stage_difference_mb": round(last["audio_stage_peak_rss_mb"] - first["audio_stage_peak_rss_mb"],
+                                                  1)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -278,8 +303,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--song-memory", metavar="SECONDS,SECONDS",
                         help="peak memory of the command line on songs of these lengths (tiny models) instead")
     parser.add_argument("--source", help="with --song-memory: the checkout whose command line runs (default: this one)")
+    parser.add_argument("--audio-stage", nargs=2, metavar=("SONG", "MODELS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    song_memory(args) if args.song_memory else run(args)
+    if args.audio_stage:
+        audio_stage_peak(Path(args.audio_stage[0]), Path(args.audio_stage[1]))
+    elif args.song_memory:
+        song_memory(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
