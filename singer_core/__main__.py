@@ -12,6 +12,7 @@ from singer_core.errors import SingerError
 # Subcommands that live in their own module: each exposes ``add_parser(subparsers)``, which adds its
 # parser with ``set_defaults(handler=...)``; the handler takes the parsed arguments and returns the exit code.
 SUBCOMMANDS = (
+    "singer_core.batch",
     "singer_core.evaluation.cli",
 )
 
