@@ -246,7 +246,8 @@ def generate(
 
     ``net``: a loaded ``SingerNet`` (SINGER or Hallo), on the device to run on, stored in
     ``options.dtype``; it is never modified (see :mod:`singer_core.precision`).
-    ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`. ``on_progress(Progress)`` is called after every denoising step and every clip;
+    ``codec``: see :class:`~singer_core.pipeline.codec.VideoCodec`.
+    ``on_progress(Progress)`` is called after every denoising step and every clip;
     ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
     ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
     """
