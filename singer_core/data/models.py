@@ -12,7 +12,8 @@ import torch
 
 from singer_core.errors import ModelFileMissingError
 from singer_core.face.models import default_face_models_dir
-from singer_core.pipeline.model_files import ANTELOPE_FILES, SEPARATOR_FILE, _pick
+from singer_core.layout import ANTELOPE_FILES, SEPARATOR_FILE, WAV2VEC2
+from singer_core.pipeline.model_files import pick_model
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def locate_prepare_models(root: str | Path) -> PrepareModelFiles:
     if not root.is_dir():
         raise ModelFileMissingError(f"Models folder not found: {root}. Pass --models with the folder that holds "
                                     "wav2vec2/ and insightface/ (the same folder as for generate).")
-    wav2vec = _pick(root / "wav2vec2", None, "wav2vec2 model",
+    wav2vec = pick_model(root, WAV2VEC2, None, "wav2vec2 model",
                     "wav2vec2-base-960h (Hugging Face folder with config.json, or a single .safetensors)")
     insightface = default_face_models_dir(root)
     for name in ANTELOPE_FILES:

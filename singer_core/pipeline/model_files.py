@@ -49,10 +49,10 @@ def locate_models(root: str | Path, checkpoint: str | None = None, vae: str | No
             )
     separator = root / AUDIO_SEPARATOR.name / SEPARATOR_FILE
     return ModelFiles(
-        checkpoint=_pick(root, SINGER, checkpoint, "SINGER checkpoint", "the SINGER net.pth (or a converted "
+        checkpoint=pick_model(root, SINGER, checkpoint, "SINGER checkpoint", "the SINGER net.pth (or a converted "
                          ".safetensors)", files_only=True),
-        vae=_pick(root, VAE, vae, "VAE", "sd-vae-ft-mse (diffusers folder or single .safetensors)"),
-        wav2vec=_pick(root, WAV2VEC2, None, "wav2vec2 model", "wav2vec2-base-960h (Hugging Face folder with "
+        vae=pick_model(root, VAE, vae, "VAE", "sd-vae-ft-mse (diffusers folder or single .safetensors)"),
+        wav2vec=pick_model(root, WAV2VEC2, None, "wav2vec2 model", "wav2vec2-base-960h (Hugging Face folder with "
                       "config.json, or a single .safetensors)"),
         insightface=insightface,
         separator=separator if separator.is_file() else None,
@@ -71,7 +71,10 @@ def _candidates(folder: Path, extensions: frozenset[str], files_only: bool) -> l
     return found
 
 
-def _pick(root: Path, kind: ModelFolder, name: str | None, what: str, expected: str, files_only: bool = False) -> Path:
+def pick_model(root: Path, kind: ModelFolder, name: str | None, what: str, expected: str,
+               files_only: bool = False) -> Path:
+    """The one model of ``kind`` under ``root`` (by ``name`` when given); every missing or ambiguous case is a
+    :class:`ModelFileMissingError` naming the folder and ``expected``. Shared by generate, data and train."""
     folder = root / kind.name
     if not folder.is_dir():
         raise ModelFileMissingError(f"{what} folder missing: {folder}. Create it and put {expected} in it.")

@@ -87,22 +87,25 @@ class TrainResult:
 
 def locate_start(models: Path, name: str) -> Path:
     """``MODELS/singer/NAME``: a net file (SINGER/Hallo, .safetensors/.pth) or a Hallo stage-1 folder."""
-    from singer_core.pipeline.model_files import _pick
+    from singer_core.layout import SINGER
+    from singer_core.pipeline.model_files import pick_model
 
-    folder = Path(models) / "singer"
+    folder = Path(models) / SINGER.name
     if not Path(models).is_dir():
         raise ModelFileMissingError(f"Models folder not found: {models}. Pass --models with the folder that holds "
                                     "singer/ and vae/ (the layout of `python -m singer_core generate`).")
     if (folder / name).exists():
         return folder / name
-    return _pick(folder, name, "starting checkpoint", "the SINGER net.pth, Hallo's net.pth or a Hallo stage-1 folder",
-                 files_only=True)
+    return pick_model(Path(models), SINGER, name, "starting checkpoint",
+                      "the SINGER net.pth, Hallo's net.pth or a Hallo stage-1 folder",
+                      files_only=True)
 
 
 def locate_vae(models: Path) -> Path:
-    from singer_core.pipeline.model_files import _pick
+    from singer_core.layout import VAE
+    from singer_core.pipeline.model_files import pick_model
 
-    return _pick(Path(models) / "vae", None, "VAE", "sd-vae-ft-mse (diffusers folder or single .safetensors)")
+    return pick_model(Path(models), VAE, None, "VAE", "sd-vae-ft-mse (diffusers folder or single .safetensors)")
 
 
 def _make_accelerator(config: TrainConfig, paths: RunPaths):
