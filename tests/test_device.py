@@ -144,3 +144,31 @@ def test_whole_generation_runs_on_the_device(device: str, tmp_path) -> None:
     offenders = sorted({o for g in guards for o in g.offenders})
     assert not offenders, f"modules fed tensors from another device: {offenders[:5]}"
     assert result.frames.shape[0] == 7 and torch.isfinite(result.frames).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("size", [64, 128])
+def test_memory_estimate_bounds_the_measured_peak(size: int, tmp_path) -> None:
+    """ComfyUI is asked to free ``estimate_working_memory`` before a run (singer_core/pipeline/memory.py):
+    the allocator's peak above the weights must stay under it, and the estimate must not be wildly high."""
+    from singer_core.checkpoint import load_net
+    from singer_core.pipeline import DiffusersVAECodec, generate
+    from singer_core.pipeline.memory import WorkShape, estimate_working_memory
+    from tests.test_pipeline_generate import small_options, small_reference, song
+    from tests.tiny_models.net import write_tiny_singer_checkpoint
+    from tests.tiny_models.vae import tiny_vae
+
+    net = load_net(write_tiny_singer_checkpoint(tmp_path / "net.safetensors")).to("cuda")
+    vae = tiny_vae().to("cuda")
+    options = small_options(width=size, height=size, steps=2, clip_length=8)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    generate(net, DiffusersVAECodec(vae), small_reference(fixture_io("pipeline"), size), song(10), options)
+    torch.cuda.synchronize()
+    working = torch.cuda.max_memory_allocated() - before
+    shape = WorkShape(size, size, options.clip_length, options.motion_frames, options.guidance > 1, torch.float32)
+    estimate = estimate_working_memory(net.config, shape)
+    mib = f"{size}px: measured {working / 2**20:.1f} MiB, estimate {estimate / 2**20:.1f} MiB"
+    assert working <= estimate, mib
+    assert estimate <= 8 * working + 64 * 2**20, mib
