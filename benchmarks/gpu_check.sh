@@ -58,9 +58,14 @@ if [ -z "${GPU_CHECK_TINY:-}" ]; then
     --modules reference,denoise --repeat 3 --warmup | tee "$LOG/modules_fp16.jsonl"
 fi
 
-$PY - "$LOG" "$STEPS" <<'PYSUM'
+$PY - "$LOG" "$STEPS" "$RESOLUTION" "$FRAMES" "${GPU_CHECK_TINY:-}" <<'PYSUM'
 import json, pathlib, sys
-log, steps = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+import torch
+from singer_core.config import NetConfig
+from singer_core.pipeline.memory import WorkShape, estimate_working_memory
+from singer_core.precision import DTYPES
+log, steps, size, frames = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+config = NetConfig.from_file("tests/fixtures/net_tiny.json") if sys.argv[5] else NetConfig.singer()
 summary = {"check": "summary", "official_steps": 40, "measured_steps": steps,
            "targets": {"seconds_per_frame": 0.3, "peak_vram_mb": 6144}}
 for path in sorted(log.glob("pipeline_*.jsonl")):
@@ -77,6 +82,10 @@ for path in sorted(log.glob("pipeline_*.jsonl")):
         "extrapolated_from_steps": None if steps == 40 else steps,
         "seconds_per_step": per_step,
         "peak_mb": by_stage["total"]["peak_mb"],
+        # what ComfyUI is asked to free beyond the weights (singer_core/pipeline/memory.py), to set beside
+        # the stage peaks above the weights
+        "estimate_working_mb": round(estimate_working_memory(
+            config, WorkShape(size, size, frames, 2, True, DTYPES[path.stem.split("_")[1]])) / 2**20),
     }
 print(json.dumps(summary), flush=True)
 PYSUM
