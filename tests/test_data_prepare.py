@@ -221,8 +221,8 @@ def test_every_rejection_reason_is_recorded(prepared, videos):
 def test_30_fps_input_gives_25_fps_frames_aligned_with_the_audio(prepared):
     video = next(v for v in SingerDataset(prepared) if v.record.source.endswith("good.mp4"))
     record = video.record
-    # the AAC stream holds 2 s of song plus the encoder's 1024 priming samples: 51 frames of audio
-    assert (record.frames, record.video_frames, record.audio_frames) == (50, 50, 51)
+    # 2 s of song: 50 frames of audio features, aligned with the 50 frames of video
+    assert (record.frames, record.video_frames, record.audio_frames) == (50, 50, 50)
     assert record.source_fps == 30.0 and video.audio_features(0, 50).shape == (50, 4, 32)
     # output frame k shows source frame round(k * 30 / 25): read the frame number painted in MARKER
     x1, y1, x2, _ = record.crop_box

@@ -22,7 +22,8 @@ def _video(path, frames: int = 30, seed: int = 0):
     x1, y1, x2, y2 = (int(v * SIZE) for v in DEFAULT_FACE_BOX)
     clip[:, y1:y2, x1:x2] = rng.integers(0, 256, (frames, y2 - y1, x2 - x1, 3), dtype=np.uint8)
     t = np.arange(int(frames / 25 * 16000)) / 16000
-    song = torch.from_numpy((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))[None]
+    pulses = (np.modf(t * 4)[0] < 0.1).astype(np.float64)  # a beat every 0.25 s, so music beats exist
+    song = torch.from_numpy((0.3 * np.sin(2 * np.pi * 220 * t) * (0.2 + pulses)).astype(np.float32))[None]
     write_video(path, torch.from_numpy(clip).float() / 255, 25, song, 16000)
 
 

@@ -70,6 +70,34 @@ class GenerationResult:
     latents: torch.Tensor | None = None
 
 
+class _ClipTokens:
+    """The song's audio tokens, projected chunk by chunk as the clips reach them, so only a clip's worth
+    is held. Chunks are ``clip_length`` frames starting at multiples of it (the official per-clip
+    ``audioproj`` call), the last one ending at ``stop`` (an overlap may reach past the official
+    padding: those windows are clamped to the song end); a clip that straddles two chunks (overlap)
+    takes its frames from both, so the tokens are the same bits as projecting the whole song up front.
+    """
+
+    def __init__(self, run: _Run, audio, length: int, stop: int) -> None:
+        self.run, self.audio, self.length, self.stop = run, audio, length, stop
+        self.chunks: dict[int, torch.Tensor] = {}
+
+    def _chunk(self, start: int) -> torch.Tensor:
+        if start not in self.chunks:
+            run = self.run
+            windows = self.audio.window_slice(start, min(start + self.length, self.stop))
+            self.chunks[start] = project_audio(run.net, windows, run.device, run.dtype, self.length).cpu()
+        return self.chunks[start]
+
+    def __getitem__(self, frames: slice) -> torch.Tensor:
+        """Tokens of frames ``[frames.start, frames.stop)`` (a clip's span); earlier chunks are dropped."""
+        first = frames.start - frames.start % self.length
+        for start in [k for k in self.chunks if k < first]:
+            del self.chunks[start]
+        parts = [self._chunk(start) for start in range(first, frames.stop, self.length)]
+        return torch.cat(parts)[frames.start - first : frames.stop - first]
+
+
 def _release(device: torch.device) -> None:
     """Return freed blocks to the GPU between stages (tensors themselves are freed by ``del``)."""
     if device.type == "cuda":
@@ -109,16 +137,10 @@ class _Run:
         uncond = tokens[:1] if self.cfg else None
         return self.net.reference_unet.write_bank(ref_latents, uncond, tokens[-1:], self.row_memo)
 
-    def audio_tokens(self, audio: AudioTokens, spans: list[ClipSpan]) -> torch.Tensor:
-        """Audio-projection tokens ``[n, 32, dim]`` of every frame the clips cover, kept on the CPU
-        (an overlap may reach past the official padding: those windows are clamped to the song end)."""
-        length = self.options.clip_length
-        parts = [
-            project_audio(self.net, audio.window_slice(start, min(start + length, spans[-1].stop)), self.device,
-                          self.dtype, length).cpu()
-            for start in range(0, spans[-1].stop, length)
-        ]  # fmt: skip
-        return torch.cat(parts)
+    def audio_tokens(self, audio: AudioTokens, spans: list[ClipSpan]) -> _ClipTokens:
+        """Audio-projection tokens ``[n, 32, dim]`` of the frames each clip covers, projected when a
+        clip needs them (see :class:`_ClipTokens`)."""
+        return _ClipTokens(self, audio, self.options.clip_length, spans[-1].stop)
 
     # -- once per clip -------------------------------------------------------------------------------
 
@@ -279,7 +301,7 @@ def _pieces(run: _Run, audio) -> Iterator[torch.Tensor]:
             yield run.piece(final[:keep])
 
 
-def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor,
+def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: _ClipTokens, first: torch.Tensor,
                     assembler: FrameAssembler) -> Iterator[torch.Tensor]:  # fmt: skip
     """Each clip in turn; yields the frames (or latents) each one makes final, then the last tail."""
     options, hooks = run.options, run.hooks
@@ -296,7 +318,7 @@ def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: torch.Tens
         yield tail
 
 
-def _clip(run: _Run, span: ClipSpan, clips: int, conditions: Conditions, tokens: torch.Tensor, first: torch.Tensor,
+def _clip(run: _Run, span: ClipSpan, clips: int, conditions: Conditions, tokens: _ClipTokens, first: torch.Tensor,
           previous: torch.Tensor | None, assembler: FrameAssembler) -> torch.Tensor:  # fmt: skip
     """The final latents ``[1, 4, f, h, w]`` of one clip."""
     options, hooks = run.options, run.hooks
