@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from comfy_api.latest import io, ui
 
 from singer_core.errors import InputError
@@ -66,6 +68,7 @@ class SingerEvaluate(io.ComfyNode):
         frames, video_fps, video_audio = _frames(images, video, "generated")
         reference, _, _ = _frames(reference_images, reference_video, "reference")
         song = _mono(audio) if audio is not None else video_audio
-        models = face_analyzer.models if face_analyzer is not None else None
-        text = evaluate_clip(frames, video_fps or fps, song, reference, models).to_text()
+        with ExitStack() as stack:  # the face sessions live for this node only (GPU memory, see nodes.payloads)
+            models = stack.enter_context(face_analyzer.session()) if face_analyzer is not None else None
+            text = evaluate_clip(frames, video_fps or fps, song, reference, models).to_text()
         return io.NodeOutput(text, ui=ui.PreviewText(text))
