@@ -124,28 +124,6 @@ def install_pack(scenario: str, comfyui_venv: Path, work: Path, log: Path, secon
     return python
 
 
-def write_tiny_models(models_dir: Path) -> dict:
-    """The host tests' tiny random models (tests/host/conftest.py ``singer_models``), same names and folders."""
-    from tests.tiny_models.comfy_vae import write_taesd
-    from tests.tiny_models.face_onnx import write_antelopev2
-    from tests.tiny_models.net import write_tiny_singer_checkpoint
-    from tests.tiny_models.separator import write_tiny_mdx_onnx
-    from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
-
-    write_tiny_singer_checkpoint(models_dir / "singer" / "tiny_singer.safetensors")
-    write_tiny_wav2vec_folder(models_dir / "wav2vec2" / "tiny_wav2vec")
-    write_antelopev2(models_dir / "insightface" / "models" / "antelopev2")
-    write_tiny_mdx_onnx(models_dir / "audio_separator" / "Kim_Vocal_2.onnx", dim_t=32)
-    write_taesd(models_dir / "vae_approx")
-    return {
-        "ckpt_name": "tiny_singer.safetensors",
-        "wav2vec_name": "tiny_wav2vec/model.safetensors",
-        "model_pack": "antelopev2",
-        "model_name": "Kim_Vocal_2.onnx",
-        "vae_name": "taesd",
-    }
-
-
 def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict) -> dict:
     """Start ComfyUI with the venv's Python, check the pack loaded, run the shipped workflow once."""
     comfy_host = _load_comfy_host()
@@ -156,6 +134,8 @@ def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict)
             return [str(python), *super().command()[1:]]
 
     comfy_host.prepare_base_dir(base_dir)
+    from tests.tiny_models.models_dir import write_tiny_models
+
     models = write_tiny_models(base_dir / "models")
     (base_dir / "input").mkdir(exist_ok=True)
     for name in ("0001.png", "0001.wav"):

@@ -92,29 +92,10 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def singer_models(models_dir):
-    """Tiny random SINGER models in the real file formats, where the workflow's loaders look for them.
+    """Tiny random SINGER models where the workflow's loaders look for them (the loaders' combo values)."""
+    from tests.tiny_models.models_dir import write_tiny_models
 
-    Returns the values to put in the loaders' combos. The VAE is ComfyUI's ``taesd`` (see
-    ``tests/tiny_models/comfy_vae.py`` for why not a small AutoencoderKL).
-    """
-    from tests.tiny_models.comfy_vae import write_taesd
-    from tests.tiny_models.face_onnx import write_antelopev2
-    from tests.tiny_models.net import write_tiny_singer_checkpoint
-    from tests.tiny_models.separator import write_tiny_mdx_onnx
-    from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
-
-    write_tiny_singer_checkpoint(models_dir / "singer" / "tiny_singer.safetensors")
-    write_tiny_wav2vec_folder(models_dir / "wav2vec2" / "tiny_wav2vec")
-    write_antelopev2(models_dir / "insightface" / "models" / "antelopev2")
-    write_tiny_mdx_onnx(models_dir / "audio_separator" / "Kim_Vocal_2.onnx", dim_t=32)
-    write_taesd(models_dir / "vae_approx")
-    return {
-        "ckpt_name": "tiny_singer.safetensors",
-        "wav2vec_name": "tiny_wav2vec/model.safetensors",
-        "model_pack": "antelopev2",
-        "model_name": "Kim_Vocal_2.onnx",
-        "vae_name": "taesd",
-    }
+    return write_tiny_models(models_dir)
 
 
 @pytest.fixture(scope="session")
