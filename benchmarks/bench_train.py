@@ -9,10 +9,9 @@ its peak RSS is its own. Step time = median of the steps after the first (warm-u
 
 ``--full`` trains the full-size SINGER net (random weights, no download) with the official preset's
 trainable set and gradient checkpointing, at a reduced resolution: frozen weights held in ``--frozen-dtype``
-(fp16 by default, under CPU autocast as mixed precision would on a GPU; bf16 fails on the CPU because the
-reference bank is fp16), trainable ones in float32 with AdamW. Each child runs under an address-space cap
-(``prlimit --as``) so that a configuration that does not fit fails with a ``MemoryError`` line instead of
-exhausting the machine.
+(bf16 by default, under CPU autocast as mixed precision would on a GPU; the reference bank then in bf16 too),
+trainable ones in float32 with AdamW. Each child runs under an address-space cap (``prlimit --as``) so that a
+configuration that does not fit fails (its progress lines show how far it got) instead of exhausting the machine.
 """
 
 from __future__ import annotations
@@ -101,6 +100,14 @@ def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _progress(phase: str, **fields) -> None:
+    """A progress line (phase, seconds since the step began, RSS now and peak): what a child that runs out of
+    memory leaves behind."""
+    fields = {k: round(v, 2) if isinstance(v, float) else v for k, v in fields.items()}
+    print(json.dumps({"kind": "progress", "phase": phase, **fields, "rss_mb": _rss_mb(), "peak_rss_mb": _peak_mb()}),
+          flush=True)
+
+
 def _synthetic_items(size: int, frames: int, motion: int, audio: tuple[int, ...], seed: int) -> dict:
     """One collated batch (b = 1) in the layout of ``TrainingClips`` (random pixels, audio and masks)."""
     import torch
@@ -123,6 +130,21 @@ def _synthetic_items(size: int, frames: int, motion: int, audio: tuple[int, ...]
     }
 
 
+def _bank_dtype(frozen):
+    """CPU autocast in bf16 cannot stack the float16 reference bank (``Unexpected floating ScalarType``), and
+    float16 matrix products are ~40x slower than float32 on CPUs without native fp16 (measured: 0.7 vs
+    30 GFLOP/s): a bf16 benchmark holds the bank in bf16 instead (same bytes; numerics differ slightly)."""
+    import torch
+
+    from singer_core.models import reference_bank, reference_unet
+    from singer_core.train import objective
+
+    if frozen == torch.bfloat16:
+        for module in (reference_bank, reference_unet, objective):
+            module.BANK_DTYPE = torch.bfloat16
+    return reference_bank.BANK_DTYPE
+
+
 def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str) -> dict:
     """Training steps of the full-size (``arch=singer``) or tiny net built from random weights through the
     trainer's own pieces (trainable selection, checkpointing, optimizer, step module, VAE encoding)."""
@@ -143,6 +165,7 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     config = load_config("official", None, [f"data.size={size}", f"data.frames={frames}",
                                             f"model.frozen_dtype={frozen_name}"])
     frozen = _frozen_dtype(config, "no")
+    bank_dtype = _bank_dtype(frozen)
     cpu = torch.device("cpu")
     if arch == "singer":
         net_config, vae_config = NetConfig.singer(), SD_VAE_CONFIG
@@ -160,6 +183,8 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
         vae = AutoencoderKL(**vae_config)
     vae = randomize(vae, cpu, frozen)
     weights_rss = _rss_mb()
+    _progress("built", weights_rss_mb=weights_rss, frozen_dtype=str(frozen).removeprefix("torch."),
+              trainable=sum(p.numel() for p in params))
     optimizer, optimizer_name = _make_optimizer(config, params)
     step_module = SingerTrainingStep(net, training_scheduler(config.noise), config.noise)
     motion = config.data.motion_frames
@@ -172,15 +197,19 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
         with torch.autocast("cpu", dtype=frozen, enabled=frozen != torch.float32):
             batch_in, timesteps = make_batch(vae, items, False, True, "cpu")
             out = step_module(batch_in, StepDraws(items["noise"], items["offset"], timesteps, False, False, False))
+        _progress("forward", step=step, seconds=time.perf_counter() - start)
         out.loss.backward()
+        _progress("backward", step=step, seconds=time.perf_counter() - start)
         torch.nn.utils.clip_grad_norm_(params, config.optimizer.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
+        _progress("optimizer", step=step, seconds=times[-1])
     return {"kind": "cpu_step_full", "net": arch, "size": size, "frames": frames, "motion_frames": motion,
             "batch": 1, "gradient_checkpointing": config.model.gradient_checkpointing,
             "threads": torch.get_num_threads(), "trainable": sum(p.numel() for p in params),
             "frozen_dtype": str(frozen).removeprefix("torch."), "trainable_dtype": "float32",
+            "bank_dtype": str(bank_dtype).removeprefix("torch."),
             "autocast": str(frozen).removeprefix("torch.") if frozen != torch.float32 else "off",
             "optimizer": optimizer_name, "loss_finite": bool(torch.isfinite(out.loss)),
             "steps": steps, "step_seconds_all": [round(t, 2) for t in times],
@@ -197,11 +226,13 @@ def run_full(args, env: dict) -> None:
                  str(args.frames), "--steps", str(args.steps), "--arch", args.arch, "--frozen-dtype",
                  args.frozen_dtype]  # fmt: skip
         run = subprocess.run(child, capture_output=True, text=True, cwd=REPO, env={**env, "MALLOC_ARENA_MAX": "2"})
-        line = [x for x in run.stdout.splitlines() if x.startswith("{")]
-        print(line[-1] if line else json.dumps({"kind": "error", "net": args.arch, "size": size,
-                                                "returncode": run.returncode, "limit_gb": args.limit_gb,
-                                                "progress": [x for x in run.stdout.splitlines()][-3:],
-                                                "stderr": run.stderr[-800:]}), flush=True)
+        lines = [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]
+        if lines and lines[-1]["kind"] == "cpu_step_full":
+            print(json.dumps(lines[-1]), flush=True)
+            continue
+        print(json.dumps({"kind": "error", "net": args.arch, "size": size, "frames": args.frames,
+                          "returncode": run.returncode, "limit_gb": args.limit_gb, "progress": lines,
+                          "stderr": run.stderr[-600:]}), flush=True)
 
 
 def main() -> None:
@@ -212,8 +243,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--full", action="store_true", help="full-size SINGER net (random weights)")
     parser.add_argument("--arch", default="singer", choices=["singer", "tiny"], help="--full: net to build")
-    parser.add_argument("--frozen-dtype", default="fp16", choices=["fp16", "bf16", "fp32"],
-                        help="--full: bf16 fails on the CPU (the fp16 reference bank under bf16 autocast)")
+    parser.add_argument("--frozen-dtype", default="bf16", choices=["bf16", "fp16", "fp32"],
+                        help="--full: frozen weights' dtype (bf16: reference bank in bf16 too, see _bank_dtype)")
     parser.add_argument("--limit-gb", type=float, default=16.0, help="--full: address-space cap per child")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
