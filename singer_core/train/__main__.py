@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"trained to step {result.steps} (resumed from {result.resumed_from}); last loss {result.last_loss:.5f}; "
           f"{result.seconds_per_step:.2f} s/step; checkpoints: {', '.join(str(p) for p in result.checkpoints)}")
+    from singer_core.train.loop import end_distributed_process
+
+    end_distributed_process(0)
     return 0
 
 

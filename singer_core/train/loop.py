@@ -19,6 +19,7 @@ import logging
 import math
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,5 +425,26 @@ def weights_digest(net: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+_KEPT: list[Trainer] = []  # see train()
+
+
 def train(data: Path, models: Path, checkpoint: str, out: Path, config: TrainConfig) -> TrainResult:
-    return Trainer(Path(data), Path(models), checkpoint, Path(out), config).run()
+    trainer = Trainer(Path(data), Path(models), checkpoint, Path(out), config)
+    result = trainer.run()
+    if trainer.accelerator.num_processes > 1:
+        # Freeing a DDP model's gloo reducer can deadlock (torch 2.13, CPU): ProcessGroupGloo's destructor joins
+        # a worker thread that waits for the GIL the freeing thread holds. Seen in the 2-process test; the
+        # trainer is kept alive and the CLI ends the process with end_distributed_process().
+        _KEPT.append(trainer)
+    return result
+
+
+def end_distributed_process(code: int) -> None:
+    """In a process of a distributed run: flush and end the process now (``os._exit``), skipping the
+    interpreter teardown of the gloo process group (see :func:`train`); everything is written by then."""
+    import os
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
