@@ -41,9 +41,9 @@ def read_song(path: str | Path, keep_channels: bool = False) -> tuple[torch.Tens
     """
     from singer_core.audio.waveform import WAV2VEC_SAMPLE_RATE, load_waveform, read_audio_file
 
-    if keep_channels:
-        return read_audio_file(path)
-    return load_waveform(path), WAV2VEC_SAMPLE_RATE
+    song = read_audio_file(path) if keep_channels else (load_waveform(path), WAV2VEC_SAMPLE_RATE)
+    release("cpu")  # the decoder's frame-sized buffers, so the heap does not keep a song's worth of them
+    return song
 
 
 def separates(files: ModelFiles, separate: bool) -> bool:
