@@ -105,7 +105,7 @@ def _generate(args) -> int:
         raise InputError(f"--out must end in .mp4 (got {out}).")
     files = locate_models(args.models, checkpoint=args.checkpoint, vae=args.vae)
     image = session.read_image(args.image)
-    song, rate = session.read_song(args.audio)
+    song, rate = session.read_song(args.audio, keep_channels=session.separates(files, not args.no_vocal_separation))
     if args.dry_run:
         for line in session.dry_run(files, image, song, rate, options, args.framing):
             print(line)
@@ -114,6 +114,7 @@ def _generate(args) -> int:
     device = _device(args.device)
     reference = session.prepare_reference(files, image, options, args.face_expand_ratio, args.framing)
     audio = session.prepare_audio(files, song, rate, options, device, separate=not args.no_vocal_separation)
+    del song  # the writer muxes the song from its file: nothing song-long at the native rate stays
     net = session.load_net(files, options, device)
     codec = session.load_codec(files, options, device, args.decode_batch, args.vae_tiling)
     bar_format = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
@@ -126,7 +127,7 @@ def _generate(args) -> int:
 
         # Each clip is encoded as soon as it is final: memory does not grow with the song.
         clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
-        with VideoWriter(out, clips.fps, song, rate) as writer:
+        with VideoWriter(out, clips.fps, Path(args.audio)) as writer:
             for piece in clips:
                 writer.write(piece)
     print(f"wrote {out} ({writer.frames} frames, {writer.frames / clips.fps:.2f} s)")

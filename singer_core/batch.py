@@ -450,11 +450,12 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
 
     args, options = job.args, job.options
     image = session.read_image(job.image)
-    song, rate = session.read_song(job.audio)
+    separator = None if args.no_vocal_separation else models.separator()
+    song, rate = session.read_song(job.audio, keep_channels=separator is not None)
     reference = prepare_reference(image, models.face(), options.width, options.height,
                                   face_expand_ratio=args.face_expand_ratio, framing=args.framing)  # fmt: skip
-    separator = None if args.no_vocal_separation else models.separator()
     audio = song_features(song, rate, models.wav2vec(), options.clip_length, options.fps, separator=separator)
+    del song  # muxed from its file below
     net, vae = models.net_and_vae(options)
     codec = DiffusersVAECodec(vae, batch_size=args.decode_batch, tiling=args.vae_tiling)
     digest = hashlib.sha256()  # of the uint8 frames as written: H.264 encoding is not bit-reproducible, they are
@@ -466,7 +467,7 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
 
         start = time.perf_counter()
         clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
-        with VideoWriter(path, clips.fps, song, rate) as writer:
+        with VideoWriter(path, clips.fps, Path(job.audio)) as writer:
             for piece in clips:
                 writer.write(piece)
                 digest.update(frames_to_uint8(piece).tobytes())

@@ -43,7 +43,8 @@ class VideoWriter:
     """An H.264 (yuv420p) mp4 written piece by piece; use as a context manager.
 
     ``write(frames)`` encodes ``[n, H, W, 3]`` floats in [0, 1] at once. ``audio`` [channels, samples]
-    float in [-1, 1] at ``sample_rate`` is encoded as AAC alongside, up to the video written so far,
+    float in [-1, 1] at ``sample_rate`` (or an audio file's path, decoded as the video advances) is encoded
+    as AAC alongside, up to the video written so far,
     and cut to the video's duration at the end (as the official export does). ``target`` is a path or
     a writable binary file; ``metadata`` values become container tags (non-strings as JSON).
     """
@@ -52,7 +53,7 @@ class VideoWriter:
                  crf: int = 18, metadata: dict | None = None) -> None:  # fmt: skip
         import av
 
-        if audio is not None and sample_rate is None:
+        if audio is not None and sample_rate is None and not isinstance(audio, str | Path):
             raise InputError("sample_rate is required when audio is given.")
         self.rate = frame_rate(fps)
         self.crf, self.frames = crf, 0
@@ -117,15 +118,25 @@ class VideoWriter:
 
 
 class _AudioTrack:
-    """The song's AAC stream, encoded in step with the video (resampled where AAC needs another rate)."""
+    """The song's AAC stream, encoded in step with the video (resampled where AAC needs another rate).
 
-    def __init__(self, audio: torch.Tensor, sample_rate: int) -> None:
-        waveform = audio.detach().float().cpu()
-        if waveform.dim() == 1:
-            waveform = waveform[None]
-        self.waveform = waveform[:2].clamp(-1, 1)
-        self.sample_rate, self.fed = int(sample_rate), 0
-        self.layout = "mono" if self.waveform.shape[0] == 1 else "stereo"
+    The song is a ``[channels, samples]`` tensor, or an audio file's path: then it is decoded frame by frame
+    as the video advances, so a long song is never held whole (``audio.waveform.iter_audio_file``)."""
+
+    def __init__(self, audio, sample_rate: int | None) -> None:
+        if isinstance(audio, str | Path):
+            from singer_core.audio.waveform import audio_file_info, iter_audio_file
+
+            self.sample_rate, channels = audio_file_info(audio)
+            self._chunks = iter_audio_file(audio)
+        else:
+            waveform = audio.detach().float().cpu()
+            if waveform.dim() == 1:
+                waveform = waveform[None]
+            self.sample_rate, channels = int(sample_rate), waveform.shape[0]
+            self._chunks = iter([waveform.numpy()])
+        self.layout = "mono" if channels == 1 else "stereo"
+        self.fed, self._pending = 0, None
         self.stream = self.resampler = None
 
     def add_stream(self, container) -> None:
@@ -137,17 +148,34 @@ class _AudioTrack:
         frame_size = self.stream.codec_context.frame_size or 1024
         self.resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=rate, frame_size=frame_size)
 
+    def _take(self, count: int) -> np.ndarray | None:
+        """Up to ``count`` samples of the song (first two channels, clamped to [-1, 1]); None at its end."""
+        pieces, held = [], 0
+        while held < count:
+            if self._pending is None:
+                self._pending = next(self._chunks, None)
+                if self._pending is None:
+                    break
+                self._pending = np.clip(np.asarray(self._pending, dtype=np.float32)[:2], -1, 1)
+            piece = self._pending[:, : count - held]
+            self._pending = self._pending[:, piece.shape[1] :] if piece.shape[1] < self._pending.shape[1] else None
+            pieces.append(piece)
+            held += piece.shape[1]
+        return np.ascontiguousarray(np.concatenate(pieces, axis=1)) if pieces else None
+
     def encode_until(self, container, seconds: Fraction) -> None:
         """Feed the song up to ``seconds`` (never past its end) to the encoder."""
         import av
 
-        stop = min(int(round(seconds * self.sample_rate)), self.waveform.shape[1])
+        stop = int(round(seconds * self.sample_rate))
         if stop <= self.fed:
             return
-        chunk = np.ascontiguousarray(self.waveform[:, self.fed : stop].numpy())
+        chunk = self._take(stop - self.fed)
+        if chunk is None or not chunk.shape[1]:
+            return
         source = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
         source.sample_rate, source.pts, source.time_base = self.sample_rate, self.fed, Fraction(1, self.sample_rate)
-        self.fed = stop
+        self.fed += chunk.shape[1]
         for frame in self.resampler.resample(source):
             container.mux(self.stream.encode(frame))
 

@@ -180,3 +180,12 @@ def test_missing_or_broken_file_is_an_input_error(tmp_path):
     broken.write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(InputError):
         read_audio_file(broken)
+
+
+def test_mono_file_read_frame_by_frame_equals_the_whole_decode(tmp_path):
+    """read_mono_file (downmix per decoded frame, int16-units scaling after) == downmix(to_unit_range(decode))."""
+    from singer_core.audio.waveform import downmix, read_mono_file, to_unit_range
+
+    stereo, rate = read_audio_file(DATA / "0001.wav")
+    mono, mono_rate = read_mono_file(DATA / "0001.wav")
+    assert mono_rate == rate and torch.equal(mono, downmix(to_unit_range(stereo)))

@@ -106,3 +106,33 @@ def test_writer_refuses_a_change_of_size_and_leaves_no_file(tmp_path):
     assert not path.exists()
     with pytest.raises(InputError, match="No video frames"):
         VideoWriter(path, 25).close()
+
+
+@pytest.mark.parametrize("rate", [16000, 37800])
+def test_song_muxed_from_its_file_equals_the_decoded_song(tmp_path, rate):
+    """``VideoWriter(audio=path)`` decodes the song frame by frame as the video advances (the command line's
+    way to keep a long song out of memory): the same AAC track as passing the decoded song, clamping and
+    cutting included."""
+    from singer_core.audio.waveform import read_audio_file
+
+    song = (torch.rand(2, 3 * rate // 2, generator=torch.manual_seed(2)) - 0.5) * 2.4  # 1.5 s, peaks past 1
+    wav = tmp_path / "song.wav"
+    pcm = (song.clamp(-1, 1) * 32767).round().short().numpy()
+    with av.open(str(wav), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout="stereo")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    frames = torch.rand(23, 16, 16, 3, generator=torch.manual_seed(0))
+    decoded, decoded_rate = read_audio_file(wav)
+    outputs = []
+    for name, audio, audio_rate in [("tensor", decoded, decoded_rate), ("file", wav, None)]:
+        with VideoWriter(tmp_path / f"{name}.mp4", 25, audio, audio_rate) as writer:
+            for piece in frames.split(4):
+                writer.write(piece)
+        outputs.append(_decoded(str(tmp_path / f"{name}.mp4")))
+    (video_a, audio_a, _), (video_b, audio_b, _) = outputs
+    assert np.array_equal(video_a, video_b)
+    assert audio_a.shape == audio_b.shape and np.array_equal(audio_a, audio_b)
+    assert abs(audio_a.shape[1] / (48000 if rate == 37800 else rate) - 23 / 25) < 0.05

@@ -5,7 +5,7 @@ from singer_core.audio.features import AudioEncoding, AudioFeatures, encode_audi
 from singer_core.audio.separator import MdxParams, MdxSeparator, separate_vocals
 from singer_core.audio.song import song_features
 from singer_core.audio.wav2vec import load_wav2vec
-from singer_core.audio.waveform import load_waveform, prepare_waveform, read_audio_file
+from singer_core.audio.waveform import load_waveform, prepare_waveform, read_audio_file, read_mono_file
 
 __all__ = [
     "AudioEncoding",
@@ -19,6 +19,7 @@ __all__ = [
     "load_wav2vec",
     "prepare_waveform",
     "read_audio_file",
+    "read_mono_file",
     "separate_vocals",
     "song_features",
 ]

@@ -28,31 +28,86 @@ _INT16_SCALE = 32768.0
 SILENCE_PEAK = 1e-3
 
 
-def read_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
-    """Decode an audio file (wav, flac, mp3, ...) with PyAV -> (``[channels, samples]`` float32, sample rate)."""
+def _open_audio(path: str | Path):
+    """PyAV container of an audio file, with the library's error for a missing file."""
     import av  # imported here: only the file-reading entry points need it
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Audio file not found: {path}. Check the path of the song you passed.")
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            to_float = av.AudioResampler(format="fltp")
-            chunks = []
+        container = av.open(str(path))
+        container.streams.audio[0]
+    except (av.error.FFmpegError, IndexError) as error:
+        raise _decode_error(path, error) from error
+    return container
+
+
+def _decode_error(path, error) -> InputError:
+    return InputError(f"Cannot decode audio file {path}: {error}. Convert it to WAV or MP3 and try again.")
+
+
+def iter_audio_file(path: str | Path):
+    """Decode an audio file frame by frame -> yields ``[channels, n]`` float32 numpy arrays (PyAV's own
+    frames, a few thousand samples each), so a caller can keep only what it needs of a long song.
+    ``audio_file_info`` gives the rate and channel count."""
+    import av
+
+    with _open_audio(path) as container:
+        stream = container.streams.audio[0]
+        to_float = av.AudioResampler(format="fltp")
+        try:
             for frame in container.decode(stream):
                 for converted in to_float.resample(frame):
-                    chunks.append(converted.to_ndarray())
+                    yield converted.to_ndarray()
             for converted in to_float.resample(None):
-                chunks.append(converted.to_ndarray())
-            sample_rate = stream.rate or stream.codec_context.sample_rate
-    except (av.error.FFmpegError, IndexError) as error:
-        raise InputError(
-            f"Cannot decode audio file {path}: {error}. Convert it to WAV or MP3 and try again."
-        ) from error
+                yield converted.to_ndarray()
+        except av.error.FFmpegError as error:
+            raise _decode_error(path, error) from error
+
+
+def audio_file_info(path: str | Path) -> tuple[int, int]:
+    """(sample rate, channels) of an audio file's first audio stream, without decoding it."""
+    with _open_audio(path) as container:
+        stream = container.streams.audio[0]
+        return int(stream.rate or stream.codec_context.sample_rate), int(stream.codec_context.channels or 1)
+
+
+def read_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Decode an audio file (wav, flac, mp3, ...) with PyAV -> (``[channels, samples]`` float32, sample rate)."""
+    rate, _ = audio_file_info(path)
+    chunks = list(iter_audio_file(path))
     if not chunks:
-        raise InputError(f"Audio file {path} contains no samples.")
-    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(sample_rate)
+        raise InputError(f"Audio file {Path(path)} contains no samples.")
+    waveform = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    return torch.from_numpy(waveform), rate
+
+
+def read_mono_file(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Audio file -> (float32 mono ``[samples]`` in [-1, 1], its own rate), holding only the mono signal.
+
+    Exactly ``downmix(to_unit_range(read_audio_file(path)))``, but each decoded frame is averaged over its
+    channels as it arrives (the same ``numpy.mean`` per sample, so the same bits), and the int16-units
+    scaling (an exact power of two) is applied to the mono signal once the whole song's peak is known.
+    A long stereo song thus never exists whole at its native rate (measured: ``bench_pipeline.py --song-memory``).
+    """
+    rate, _ = audio_file_info(path)
+    pieces, peak, finite = [], 0.0, True
+    for chunk in iter_audio_file(path):
+        chunk = chunk.astype(np.float32, copy=False)
+        if chunk.size:
+            finite = finite and bool(np.isfinite(chunk).all())
+            peak = max(peak, float(np.abs(chunk).max()))
+        pieces.append(np.mean(chunk, axis=0) if chunk.shape[0] > 1 else chunk[0])
+    if not pieces or not sum(piece.shape[0] for piece in pieces):
+        raise InputError(f"Audio file {Path(path)} contains no samples.")
+    if not finite:
+        raise InputError("The audio contains NaN or infinite samples; re-export the song and try again.")
+    mono = np.concatenate(pieces)
+    del pieces
+    if peak > _INT16_RANGE_PEAK:
+        mono /= np.float32(_INT16_SCALE)
+    return torch.from_numpy(mono), rate
 
 
 def as_channels_first(waveform: torch.Tensor) -> torch.Tensor:
@@ -152,6 +207,8 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_rate: int 
 
 
 def load_waveform(path: str | Path, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:
-    """``librosa.load(path, sr=target_rate)`` equivalent: file -> float32 mono at ``target_rate``."""
-    waveform, sample_rate = read_audio_file(path)
-    return prepare_waveform(waveform, sample_rate, target_rate)
+    """``librosa.load(path, sr=target_rate)`` equivalent: file -> float32 mono at ``target_rate``.
+
+    Decoded and downmixed frame by frame (``read_mono_file``), then resampled in one piece as librosa does."""
+    mono, sample_rate = read_mono_file(path)
+    return resample(mono, sample_rate, target_rate)

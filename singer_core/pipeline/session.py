@@ -31,11 +31,24 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"Cannot read the reference image {path}: {error}. Use a PNG or JPEG file.") from error
 
 
-def read_song(path: str | Path) -> tuple[torch.Tensor, int]:
-    """The song as decoded (all channels, original rate) for muxing; decoding errors name the file."""
-    from singer_core.audio.waveform import read_audio_file
+def read_song(path: str | Path, keep_channels: bool = False) -> tuple[torch.Tensor, int]:
+    """The song for the audio stage; decoding errors name the file.
 
-    return read_audio_file(path)
+    By default the 16 kHz mono waveform wav2vec2 reads (``load_waveform``: decoded and downmixed frame by
+    frame, the same bits as ``librosa.load(sr=16000)``), so a long song is never held whole at its native rate
+    and channel count; the writer muxes the song from its file (``VideoWriter(audio=path)``).
+    ``keep_channels`` returns it as decoded (all channels, original rate): the vocal separator needs the mix.
+    """
+    from singer_core.audio.waveform import WAV2VEC_SAMPLE_RATE, load_waveform, read_audio_file
+
+    song = read_audio_file(path) if keep_channels else (load_waveform(path), WAV2VEC_SAMPLE_RATE)
+    release("cpu")  # the decoder's frame-sized buffers, so the heap does not keep a song's worth of them
+    return song
+
+
+def separates(files: ModelFiles, separate: bool) -> bool:
+    """Whether the vocal stem is encoded: the separator model is present and separation is not turned off."""
+    return separate and files.separator is not None
 
 
 def prepare_reference(
@@ -63,7 +76,7 @@ def prepare_audio(
     when the separator model is present and ``separate`` (the official default). Models released after."""
     from singer_core.audio import MdxSeparator, load_wav2vec, song_features
 
-    separator = MdxSeparator(files.separator) if separate and files.separator is not None else None
+    separator = MdxSeparator(files.separator) if separates(files, separate) else None
     model = load_wav2vec(files.wav2vec, device=device)
     try:
         return song_features(song, rate, model, options.clip_length, options.fps, separator=separator)
