@@ -214,16 +214,9 @@ def write_song(path: Path, seconds: float) -> Path:
 def write_tiny_models(root: Path) -> Path:
     """The test suite's tiny models in the command line's models-folder layout."""
     sys.path.insert(0, str(REPO))
-    from tests.tiny_models.face_onnx import write_antelopev2
-    from tests.tiny_models.net import write_tiny_singer_checkpoint
-    from tests.tiny_models.vae import write_diffusers_folder
-    from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
+    from tests.tiny_models.models_dir import write_tiny_cli_models
 
-    write_tiny_singer_checkpoint(root / "singer" / "net.safetensors")
-    write_diffusers_folder(root / "vae" / "sd-vae-tiny")
-    write_tiny_wav2vec_folder(root / "wav2vec2" / "wav2vec2-tiny")
-    write_antelopev2(root / "insightface" / "models" / "antelopev2")
-    return root
+    return write_tiny_cli_models(root)
 
 
 def audio_stage_peak(song: Path, models: Path) -> None:

@@ -91,16 +91,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def tiny_models(root: Path) -> Path:
     """A models folder of tiny random models, as the tests build it."""
-    from tests.tiny_models.face_onnx import write_antelopev2
-    from tests.tiny_models.net import write_tiny_singer_checkpoint
-    from tests.tiny_models.vae import write_diffusers_folder
-    from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
+    from tests.tiny_models.models_dir import write_tiny_cli_models
 
     if not (root / "singer" / "net.safetensors").is_file():
-        write_tiny_singer_checkpoint(root / "singer" / "net.safetensors")
-        write_diffusers_folder(root / "vae" / "sd-vae-tiny")
-        write_tiny_wav2vec_folder(root / "wav2vec2" / "wav2vec2-tiny")
-        write_antelopev2(root / "insightface" / "models" / "antelopev2")
+        write_tiny_cli_models(root)
     return root
 
 

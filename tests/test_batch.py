@@ -22,22 +22,11 @@ from PIL import Image
 from singer_core.__main__ import _parser, main
 from singer_core.audio.waveform import read_audio_file
 from singer_core.batch import COMMAND_LINE_ONLY, read_jobs, row_columns
-from tests.tiny_models.face_onnx import write_antelopev2
-from tests.tiny_models.net import write_tiny_singer_checkpoint
-from tests.tiny_models.vae import write_diffusers_folder
-from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
+from tests.tiny_models.models_dir import write_tiny_cli_models
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
 FAST = ("--size", "64", "--steps", "1", "--clip-length", "8")
-
-
-def write_tiny_models(root: Path) -> Path:
-    write_tiny_singer_checkpoint(root / "singer" / "net.safetensors")
-    write_diffusers_folder(root / "vae" / "sd-vae-tiny")
-    write_tiny_wav2vec_folder(root / "wav2vec2" / "wav2vec2-tiny")
-    write_antelopev2(root / "insightface" / "models" / "antelopev2")
-    return root
 
 
 def write_excerpt(path: Path, start: float, seconds: float) -> Path:
@@ -56,7 +45,7 @@ def write_excerpt(path: Path, start: float, seconds: float) -> Path:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    return write_tiny_models(tmp_path_factory.mktemp("models"))
+    return write_tiny_cli_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,8 @@ import pytest
 
 from singer_core.__main__ import main
 from singer_core.audio.waveform import read_audio_file
-from tests.tiny_models.face_onnx import write_antelopev2
-from tests.tiny_models.net import write_tiny_singer_checkpoint
+from tests.tiny_models.models_dir import write_tiny_cli_models
 from tests.tiny_models.separator import write_tiny_mdx_onnx
-from tests.tiny_models.vae import write_diffusers_folder
-from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -25,12 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    write_tiny_singer_checkpoint(root / "singer" / "net.safetensors")
-    write_diffusers_folder(root / "vae" / "sd-vae-tiny")
-    write_tiny_wav2vec_folder(root / "wav2vec2" / "wav2vec2-tiny")
-    write_antelopev2(root / "insightface" / "models" / "antelopev2")
-    return root
+    return write_tiny_cli_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""One tiny models folder for the host tests and the Manager-install check (tools/check_manager_install.py)."""
+"""Tiny models folders: the ComfyUI layout for the host tests and the Manager-install check
+(tools/check_manager_install.py), and the command line's ``--models`` layout for the CLI, batch and benchmarks."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def write_tiny_models(models_dir: Path) -> dict:
         "model_name": "Kim_Vocal_2.onnx",
         "vae_name": "taesd",
     }
+
+
+def write_tiny_cli_models(root: Path) -> Path:
+    """The test suite's tiny models in the command line's ``--models`` layout (``python -m singer_core generate``)."""
+    from tests.tiny_models.face_onnx import write_antelopev2
+    from tests.tiny_models.net import write_tiny_singer_checkpoint
+    from tests.tiny_models.vae import write_diffusers_folder
+    from tests.tiny_models.wav2vec import write_tiny_wav2vec_folder
+
+    write_tiny_singer_checkpoint(root / "singer" / "net.safetensors")
+    write_diffusers_folder(root / "vae" / "sd-vae-tiny")
+    write_tiny_wav2vec_folder(root / "wav2vec2" / "wav2vec2-tiny")
+    write_antelopev2(root / "insightface" / "models" / "antelopev2")
+    return root
