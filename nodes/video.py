@@ -39,6 +39,26 @@ def _check_batch_size(batch_size: int) -> None:
         raise InputError(f"batch_size must be at least 1 (got {batch_size}).")
 
 
+def _source_inputs() -> list:
+    """The VAE and the sampler's latents: the inputs both decode nodes start with."""
+    return [
+        io.Vae.Input("vae", tooltip="The same VAE as used for the reference (sd-vae-ft-mse)."),
+        io.Latent.Input("latent", tooltip="Video latents from 'SINGER Sampler' (one entry per frame)."),
+    ]
+
+
+def _decode_inputs() -> list:
+    """How the latents are decoded (batch, tiling): the same options on both decode nodes."""
+    return [
+        io.Int.Input("batch_size", default=8, min=1, max=256,
+                     tooltip="Frames decoded at once; lower it if the GPU runs out of memory."),
+        io.Boolean.Input("tiled", default=False,
+                         tooltip="Decode each frame in overlapping tiles (for large frames on small GPUs)."),
+        io.Int.Input("tile_size", default=512, min=128, max=4096, step=64,
+                     tooltip="Tile edge in pixels when 'tiled' is on (tiles overlap by a quarter)."),
+    ]
+
+
 class SingerVideoDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -50,14 +70,8 @@ class SingerVideoDecode(io.ComfyNode):
             "so the GPU memory stays bounded for songs of any length; tiling bounds it for large frames too. "
             "The frames are all held in memory (see the output); 'SINGER Decode to Video' saves a song without that.",
             inputs=[
-                io.Vae.Input("vae", tooltip="The same VAE as used for the reference (sd-vae-ft-mse)."),
-                io.Latent.Input("latent", tooltip="Video latents from 'SINGER Sampler' (one entry per frame)."),
-                io.Int.Input("batch_size", default=8, min=1, max=256,
-                             tooltip="Frames decoded at once; lower it if the GPU runs out of memory."),
-                io.Boolean.Input("tiled", default=False,
-                                 tooltip="Decode each frame in overlapping tiles (for large frames on small GPUs)."),
-                io.Int.Input("tile_size", default=512, min=128, max=4096, step=64,
-                             tooltip="Tile edge in pixels when 'tiled' is on (tiles overlap by a quarter)."),
+                *_source_inputs(),
+                *_decode_inputs(),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip=IMAGE_MEMORY)],
         )
@@ -80,18 +94,12 @@ class SingerDecodeVideo(io.ComfyNode):
             "the video is saved, batch_size frames at a time are decoded and encoded straight into the file with the "
             "song, so memory does not grow with the song's length.",
             inputs=[
-                io.Vae.Input("vae", tooltip="The same VAE as used for the reference (sd-vae-ft-mse)."),
-                io.Latent.Input("latent", tooltip="Video latents from 'SINGER Sampler' (one entry per frame)."),
+                *_source_inputs(),
                 io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=1.0,
                                tooltip="Frame rate; connect the SINGER Sampler's fps output."),
                 io.Audio.Input("audio", optional=True,
                                tooltip="The song (e.g. from Load Audio), muxed in and cut to the video's length."),
-                io.Int.Input("batch_size", default=8, min=1, max=256,
-                             tooltip="Frames decoded at once; lower it if the GPU runs out of memory."),
-                io.Boolean.Input("tiled", default=False,
-                                 tooltip="Decode each frame in overlapping tiles (for large frames on small GPUs)."),
-                io.Int.Input("tile_size", default=512, min=128, max=4096, step=64,
-                             tooltip="Tile edge in pixels when 'tiled' is on (tiles overlap by a quarter)."),
+                *_decode_inputs(),
             ],
             outputs=[io.Video.Output(display_name="video", tooltip="Decoded and encoded batch by batch when saved.")],
         )
