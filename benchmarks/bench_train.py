@@ -9,7 +9,7 @@ its peak RSS is its own. Step time = median of the steps after the first (warm-u
 
 ``--full`` trains the full-size SINGER net (random weights, no download) with the official preset's
 trainable set and gradient checkpointing, at a reduced resolution: frozen weights held in ``--frozen-dtype``
-(bf16 by default, under CPU autocast as mixed precision would on a GPU; the reference bank then in bf16 too),
+(bf16 by default, under CPU bf16 autocast as the trainer's ``train.mixed_precision=bf16``; official fp16 bank),
 trainable ones in float32 with AdamW. Each child runs under an address-space cap (``prlimit --as``) so that a
 configuration that does not fit fails (its progress lines show how far it got) instead of exhausting the machine.
 """
@@ -130,21 +130,6 @@ def _synthetic_items(size: int, frames: int, motion: int, audio: tuple[int, ...]
     }
 
 
-def _bank_dtype(frozen):
-    """CPU autocast in bf16 cannot stack the float16 reference bank (``Unexpected floating ScalarType``), and
-    float16 matrix products are ~40x slower than float32 on CPUs without native fp16 (measured: 0.7 vs
-    30 GFLOP/s): a bf16 benchmark holds the bank in bf16 instead (same bytes; numerics differ slightly)."""
-    import torch
-
-    from singer_core.models import reference_bank, reference_unet
-    from singer_core.train import objective
-
-    if frozen == torch.bfloat16:
-        for module in (reference_bank, reference_unet, objective):
-            module.BANK_DTYPE = torch.bfloat16
-    return reference_bank.BANK_DTYPE
-
-
 def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str) -> dict:
     """Training steps of the full-size (``arch=singer``) or tiny net built from random weights through the
     trainer's own pieces (trainable selection, checkpointing, optimizer, step module, VAE encoding)."""
@@ -156,16 +141,18 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     from benchmarks.random_weights import randomize
     from singer_core.checkpoint import empty_net
     from singer_core.config import NetConfig
+    from singer_core.models.reference_bank import BANK_DTYPE
     from singer_core.pipeline.vae_loading import SD_VAE_CONFIG
+    from singer_core.precision import DTYPES
     from singer_core.train.config import load_config
-    from singer_core.train.loop import _frozen_dtype, _make_optimizer, make_batch
-    from singer_core.train.model import enable_gradient_checkpointing, select_trainable
+    from singer_core.train.loop import _make_optimizer, make_batch
+    from singer_core.train.model import enable_gradient_checkpointing, hold_frozen, select_trainable
     from singer_core.train.objective import SingerTrainingStep, StepDraws, training_scheduler
 
-    config = load_config("official", None, [f"data.size={size}", f"data.frames={frames}",
-                                            f"model.frozen_dtype={frozen_name}"])
-    frozen = _frozen_dtype(config, "no")
-    bank_dtype = _bank_dtype(frozen)
+    config = load_config(
+        "official", None, [f"data.size={size}", f"data.frames={frames}", f"model.frozen_dtype={frozen_name}"]
+    )
+    frozen = DTYPES[frozen_name]
     cpu = torch.device("cpu")
     if arch == "singer":
         net_config, vae_config = NetConfig.singer(), SD_VAE_CONFIG
@@ -177,6 +164,7 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     params = [p for p in net.parameters() if p.requires_grad]
     for param in params:  # trainable in float32, as the trainer keeps them
         param.data = param.data.float()
+    hold_frozen(net, frozen)  # the trainer's frozen formats (norms in float32)
     if config.model.gradient_checkpointing:
         enable_gradient_checkpointing(net)
     with torch.device("meta"):
@@ -192,8 +180,7 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     for step in range(steps):
         items = _synthetic_items(size, frames, motion, tuple(net.audioproj.window_shape), step)
         start = time.perf_counter()
-        # frozen weights below float32 need autocast (what mixed precision does on a GPU): the net does not
-        # cast float32 activations to its weights' dtype itself
+        # frozen weights below float32 compute under their format's autocast, as the trainer's mixed precision
         with torch.autocast("cpu", dtype=frozen, enabled=frozen != torch.float32):
             batch_in, timesteps = make_batch(vae, items, False, True, "cpu")
             out = step_module(batch_in, StepDraws(items["noise"], items["offset"], timesteps, False, False, False))
@@ -205,17 +192,29 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
         _progress("optimizer", step=step, seconds=times[-1])
-    return {"kind": "cpu_step_full", "net": arch, "size": size, "frames": frames, "motion_frames": motion,
-            "batch": 1, "gradient_checkpointing": config.model.gradient_checkpointing,
-            "threads": torch.get_num_threads(), "trainable": sum(p.numel() for p in params),
-            "frozen_dtype": str(frozen).removeprefix("torch."), "trainable_dtype": "float32",
-            "bank_dtype": str(bank_dtype).removeprefix("torch."),
-            "autocast": str(frozen).removeprefix("torch.") if frozen != torch.float32 else "off",
-            "optimizer": optimizer_name, "loss_finite": bool(torch.isfinite(out.loss)),
-            "steps": steps, "step_seconds_all": [round(t, 2) for t in times],
-            "step_seconds": round(statistics.median(times[1:]) if len(times) > 1 else times[0], 2),
-            "weights_rss_mb": weights_rss, "peak_rss_mb": _peak_mb(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "kind": "cpu_step_full",
+        "net": arch,
+        "size": size,
+        "frames": frames,
+        "motion_frames": motion,
+        "batch": 1,
+        "gradient_checkpointing": config.model.gradient_checkpointing,
+        "threads": torch.get_num_threads(),
+        "trainable": sum(p.numel() for p in params),
+        "frozen_dtype": str(frozen).removeprefix("torch."),
+        "trainable_dtype": "float32",
+        "bank_dtype": str(BANK_DTYPE).removeprefix("torch."),
+        "autocast": str(frozen).removeprefix("torch.") if frozen != torch.float32 else "off",
+        "optimizer": optimizer_name,
+        "loss_finite": bool(torch.isfinite(out.loss)),
+        "steps": steps,
+        "step_seconds_all": [round(t, 2) for t in times],
+        "step_seconds": round(statistics.median(times[1:]) if len(times) > 1 else times[0], 2),
+        "weights_rss_mb": weights_rss,
+        "peak_rss_mb": _peak_mb(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def run_full(args, env: dict) -> None:
@@ -243,8 +242,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--full", action="store_true", help="full-size SINGER net (random weights)")
     parser.add_argument("--arch", default="singer", choices=["singer", "tiny"], help="--full: net to build")
-    parser.add_argument("--frozen-dtype", default="bf16", choices=["bf16", "fp16", "fp32"],
-                        help="--full: frozen weights' dtype (bf16: reference bank in bf16 too, see _bank_dtype)")
+    parser.add_argument(
+        "--frozen-dtype",
+        default="bf16",
+        choices=["bf16", "fp16", "fp32"],
+        help="--full: frozen weights' dtype (bf16 = the trainer's train.mixed_precision=bf16 on a CPU)",
+    )
     parser.add_argument("--limit-gb", type=float, default=16.0, help="--full: address-space cap per child")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -149,3 +149,11 @@ def test_lora_trains_only_adapters_and_is_merged_on_save(tmp_path):
     path = save_net(net, tmp_path / "lora.safetensors", torch.float32)
     loaded = load_net(path)  # the pack's own loader: strict keys, architecture from the metadata
     torch.testing.assert_close(loaded.audioproj.proj1.weight, merged[key])
+
+
+def test_frozen_weights_in_16_bits_need_the_same_mixed_precision():
+    with pytest.raises(TrainConfigError, match=r"model.frozen_dtype: must be auto, fp32 or the mixed-precision format"):
+        load_config(None, None, ["train.mixed_precision=bf16", "model.frozen_dtype=fp16"])
+    with pytest.raises(TrainConfigError, match=r"train.mixed_precision=no"):
+        load_config(None, None, ["train.mixed_precision=no", "model.frozen_dtype=bf16"])
+    assert load_config(None, None, ["train.mixed_precision=bf16", "model.frozen_dtype=bf16"]).model.frozen_dtype == "bf16"

@@ -119,6 +119,31 @@ def test_a_few_dozen_steps_overfit_a_tiny_dataset(workspace):
 
 
 @pytest.mark.slow
+def test_bf16_mixed_precision_with_8bit_adamw_learns_on_a_cpu(workspace):
+    """The official optimizer (bitsandbytes AdamW8bit, 8-bit states) under bf16 mixed precision (CPU autocast,
+    frozen weights in bf16): the fit on fixed draws falls, the validation video is written through the product
+    pipeline, and the checkpoint holds the full net."""
+    out = workspace / "bf16"
+    extra = ["--max-steps", "16", "--set", "train.mixed_precision=bf16", "--set", "optimizer.name=adamw8bit",
+             "--set", "optimizer.lr=5e-3", "--set", "optimizer.weight_decay=0", "--set", "train.batch_size=2",
+             "--set", "train.checkpoint_every=8", "--set", "train.validation_every=16", "--set",
+             "validation.seconds=0.2", "--set", "validation.steps=1", "--set", "dropout.reference=0", "--set",
+             "dropout.audio=0", "--set", "dropout.motion=0"]  # fmt: skip
+    run = train(workspace, "bf16", *extra)
+    assert "mixed precision: bf16" in run.stdout and "optimizer: bitsandbytes AdamW8bit" in run.stdout, run.stdout
+    assert len(list((out / "validation").glob("step-16-*.mp4"))) == 1
+    # bitsandbytes keeps the moments of tensors of 4096+ elements in 8 bits (uint8 codes)
+    states = torch.load(out / "state" / "step-16" / "optimizer.bin", weights_only=True)["state"].values()
+    quantised = [v for s in states for v in s.get("__bnb_optimizer_quant_state__", {}).values() if torch.is_tensor(v)]
+    assert any(v.dtype == torch.uint8 for v in quantised)
+    files = [workspace / "models" / "singer" / "net.safetensors"]
+    files += [out / "checkpoints" / f"singer-step-{step}.safetensors" for step in (8, 16)]
+    fit = [fixed_draw_loss(workspace, path) for path in files]
+    assert fit[0] > fit[1] > fit[2], fit
+    assert weights(files[-1]).keys() == weights(files[0]).keys()
+
+
+@pytest.mark.slow
 def test_resume_after_an_interruption_continues_exactly(workspace):
     extra = ["--set", "train.batch_size=1", "--set", "train.checkpoint_every=2", "--set", "optimizer.lr=1e-4"]
     train(workspace, "straight", "--max-steps", "4", *extra)

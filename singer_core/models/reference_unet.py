@@ -164,8 +164,11 @@ class ReferenceUNet2D(nn.Module):
         if memo is not None:
             memo.keep([(rows.signature(r), f) for r, f in enumerate(features) if rows.latent_index[r] == 0])
         bank = ReferenceBank(halves=tokens.shape[0])
-        for path in features[0]:
-            bank.write(path, torch.stack([f[path] for f in features]))
+        # Joining bank rows moves data only. Autocast treats stack as a type-promoting op, and CPU bf16 autocast
+        # refuses the official float16 bank there ("Unexpected floating ScalarType"): joined outside it.
+        with torch.autocast(ref_latents.device.type, enabled=False):
+            for path in features[0]:
+                bank.write(path, torch.stack([f[path] for f in features]))
         return bank
 
     def _rows_independent(self, latents: torch.Tensor) -> bool:

@@ -102,6 +102,25 @@ def _check_even(x: torch.Tensor, what: str) -> None:
         )
 
 
+def _filter_dtype(transform: nn.Module) -> torch.dtype:
+    return next(transform.buffers()).dtype
+
+
+def _run_transform(transform: nn.Module, tensors: list[torch.Tensor], call):
+    """Run a pytorch_wavelets transform; under autocast, with autocast off and in its filters' dtype.
+
+    Its autograd functions run the backward convolutions outside autocast with the filters as they are, so a
+    band computed under autocast in bf16 would get a bf16 gradient its float32 filters refuse (training with
+    mixed precision). Outside autocast nothing changes: the input already has the filters' dtype.
+    """
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return call(*tensors)
+    dtype = _filter_dtype(transform)
+    with torch.autocast(device, enabled=False):
+        return call(*(t.to(dtype) for t in tensors))
+
+
 class HaarDWT(nn.Module):
     """``x (N, C, H, W) -> (LL, LH, HL, HH)``, each ``(N, C, H/2, W/2)``; H and W must be even."""
 
@@ -111,7 +130,7 @@ class HaarDWT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Bands:
         _check_even(x, "Haar DWT input")
-        low, (high,) = self.transform(x)
+        low, (high,) = _run_transform(self.transform, [x], self.transform)
         return (low, *(high[:, :, PYTORCH_WAVELETS_HIGH_INDEX[band]] for band in SUBBANDS[1:]))
 
 
@@ -126,6 +145,9 @@ class HaarIDWT(nn.Module):
         shapes = {tuple(band.shape) for band in (ll, lh, hl, hh)}
         if len(shapes) != 1:
             raise InputError(f"Haar IDWT: the four bands must have the same shape, got {sorted(shapes)}.")
+        return _run_transform(self.transform, [ll, lh, hl, hh], self._inverse)
+
+    def _inverse(self, ll: torch.Tensor, lh: torch.Tensor, hl: torch.Tensor, hh: torch.Tensor) -> torch.Tensor:
         high = {"LH": lh, "HL": hl, "HH": hh}
         return self.transform((ll, [torch.stack([high[band] for band in _HIGH_BANDS_IN_PYTORCH_WAVELETS_ORDER], 2)]))
 

@@ -89,7 +89,7 @@ class TrainingConfig:
     batch_size: int = 6  # per process
     max_steps: int = 30000
     gradient_accumulation: int = 1
-    mixed_precision: str = "fp16"  # no | fp16 | bf16 (fp16/bf16 fall back to no on a CPU-only run)
+    mixed_precision: str = "fp16"  # no | fp16 | bf16 (a CPU-only run: bf16 autocast works, fp16 falls back to no)
     seed: int = 42
     checkpoint_every: int = 500
     keep_checkpoints: int = 30  # accelerate states kept (the official keeps 30); weights files are all kept
@@ -149,6 +149,14 @@ def _rules(c: TrainConfig):
         f"must be a non-empty list of {', '.join(TRAINABLE_GROUP_NAMES)}"
     )
     yield "model.frozen_dtype", c.model.frozen_dtype in ("auto", "fp32", "fp16", "bf16"), "must be auto|fp32|fp16|bf16"
+    yield (
+        "model.frozen_dtype",
+        c.model.frozen_dtype in ("auto", "fp32", c.train.mixed_precision),
+        (
+            f"must be auto, fp32 or the mixed-precision format (train.mixed_precision={c.train.mixed_precision}): "
+            "16-bit frozen weights compute under that format's autocast"
+        ),
+    )
     yield "data.frames", c.data.frames >= 2 and c.data.frames % 2 == 0, "must be an even number >= 2 (MSM wavelets)"
     yield "data.motion_frames", c.data.motion_frames >= 0, "must be >= 0"
     yield "data.size", c.data.size >= 64 and c.data.size % 64 == 0, "must be a positive multiple of 64"
@@ -221,6 +229,8 @@ def _coerce(value, annotation, key: str):
             pass
     if annotation in (int, str, bool) and type(value) is annotation:
         return value
+    if annotation is str and isinstance(value, bool):  # YAML 1.1 reads an unquoted no/off/yes/on as a boolean
+        return "no" if value is False else "yes"
     if annotation in (int, float, str, bool):
         raise TrainConfigError(f"config key {key}: expected {annotation.__name__}, got {value!r}.")
     return value

@@ -36,6 +36,7 @@ from singer_core.train.model import (
     apply_lora,
     build_training_net,
     enable_gradient_checkpointing,
+    hold_frozen,
     save_net,
     select_trainable,
 )
@@ -117,8 +118,12 @@ def _make_accelerator(config: TrainConfig, paths: RunPaths):
 
     mixed = config.train.mixed_precision
     notes = []
-    if mixed != "no" and not torch.cuda.is_available():
-        notes.append(f"mixed precision {mixed} needs a GPU: this CPU run uses float32")
+    if mixed == "fp16" and not torch.cuda.is_available():
+        # Accelerate runs fp16 autocast on accelerators only; CPU bf16 autocast is real (tested)
+        notes.append(
+            "mixed precision fp16 needs a GPU: this CPU run uses float32 "
+            "(train.mixed_precision=bf16 trains in bf16 on a CPU)"
+        )
         mixed = "no"
     log_with, tracker_note = trackers_for(config.train.tracker, paths.logs)
     if tracker_note:
@@ -137,26 +142,44 @@ def _make_accelerator(config: TrainConfig, paths: RunPaths):
     return accelerator, mixed, notes
 
 
-def _make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]):
+def _make_optimizer(config: TrainConfig, params: list[torch.nn.Parameter], device: torch.device | None = None):
+    """The configured optimizer over ``params``; ``device``: where they will train (default: where they are)."""
     opt = config.optimizer
     kwargs = {"lr": opt.lr, "betas": tuple(opt.betas), "weight_decay": opt.weight_decay, "eps": opt.eps}
     if opt.name == "adamw8bit":
-        try:
+        reason = _adamw8bit_unavailable(device or (params[0].device if params else torch.device("cpu")))
+        if reason is None:
             import bitsandbytes as bnb
 
-            if torch.cuda.is_available():
-                return bnb.optim.AdamW8bit(params, **kwargs), "bitsandbytes AdamW8bit"
-            reason = "no GPU"
-        except ImportError:
-            reason = "bitsandbytes is not installed (pip install bitsandbytes)"
+            return bnb.optim.AdamW8bit(params, **kwargs), "bitsandbytes AdamW8bit"
         return torch.optim.AdamW(params, **kwargs), f"torch AdamW (8-bit AdamW unavailable: {reason})"
     return torch.optim.AdamW(params, **kwargs), "torch AdamW"
 
 
+def _adamw8bit_unavailable(device: torch.device) -> str | None:
+    """Why bitsandbytes' AdamW8bit cannot run on ``device`` (None when it can). Which devices a bitsandbytes
+    build supports changes between releases (CPU since its multi-backend builds), so one step on a probe
+    tensor (above its 4096-element threshold for 8-bit state) decides."""
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return "bitsandbytes is not installed (pip install bitsandbytes)"
+    try:
+        probe = torch.nn.Parameter(torch.zeros(4096, device=device))
+        probe.grad = torch.ones_like(probe)
+        bnb.optim.AdamW8bit([probe], lr=1e-3).step()
+    except Exception as error:  # noqa: BLE001 - any failure means: not on this device
+        return f"bitsandbytes {getattr(bnb, '__version__', '?')} cannot run it on {device.type}: {error}"
+    return None
+
+
 def _frozen_dtype(config: TrainConfig, mixed: str) -> torch.dtype:
-    if config.model.frozen_dtype != "auto":
-        return DTYPES[config.model.frozen_dtype]
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed, torch.float32)
+    """The frozen weights' format: the config's, or (``auto``) the mixed-precision one. 16-bit frozen weights
+    compute under their format's autocast, so where mixed precision fell back to ``no`` they are float32."""
+    name = config.model.frozen_dtype
+    if name == "auto" or (name != "fp32" and mixed == "no"):
+        name = "fp32" if mixed == "no" else mixed
+    return DTYPES[name]
 
 
 def _collate(items: list[dict]) -> dict:
@@ -233,15 +256,13 @@ class Trainer:
         if config.model.gradient_checkpointing:
             enable_gradient_checkpointing(net)
         frozen = _frozen_dtype(config, self.mixed)
-        for param in net.parameters():
-            if not param.requires_grad:
-                param.data = param.data.to(frozen)
+        hold_frozen(net, frozen)
         self.net = net
         self.vae = load_vae(self.vae_path, device=acc.device, dtype=frozen)
         self.vae.requires_grad_(False)
         params = [p for p in net.parameters() if p.requires_grad]
         self.trainable_count = sum(p.numel() for p in params)
-        optimizer, optimizer_name = _make_optimizer(config, params)
+        optimizer, optimizer_name = _make_optimizer(config, params, acc.device)
         scheduler = get_scheduler(
             config.optimizer.lr_scheduler, optimizer=optimizer,
             num_warmup_steps=config.optimizer.warmup_steps, num_training_steps=config.train.max_steps,

@@ -158,6 +158,23 @@ def select_trainable(net: nn.Module, groups: list[str]) -> list[str]:
 # -- gradient checkpointing --------------------------------------------------------------------------------
 
 
+# Normalisation layers whose parameters stay float32 when the frozen weights are held in 16 bits.
+_FLOAT32_NORMS = (nn.GroupNorm, nn.LayerNorm)
+
+
+def hold_frozen(net: nn.Module, dtype: torch.dtype) -> None:
+    """Hold the frozen parameters in ``dtype`` (the trainable ones stay float32 master weights).
+
+    Normalisation parameters stay float32: CPU kernels normalise a 16-bit input with float32 parameters but
+    refuse a float32 input with 16-bit ones (which is what reaches a norm whose input came from a float32
+    branch), and on a GPU autocast runs the norms in float32 anyway. They are a few kB per layer.
+    """
+    norms = {id(p) for m in net.modules() if isinstance(m, _FLOAT32_NORMS) for p in m.parameters(recurse=False)}
+    for param in net.parameters():
+        if not param.requires_grad:
+            param.data = param.data.to(torch.float32 if id(param) in norms else dtype)
+
+
 def _checkpointed(forward, *args, **kwargs):
     if not torch.is_grad_enabled():
         return forward(*args, **kwargs)

@@ -14,9 +14,8 @@ from singer_core.pipeline.codec import DiffusersVAECodec
 from singer_core.pipeline.generate import AudioTokens, generate
 from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
+from singer_core.precision import DTYPE_NAMES, weight_dtype
 from singer_core.video_io import write_video
-
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 @torch.no_grad()
@@ -24,7 +23,8 @@ def validation_videos(net, vae, dataset, config, folder: Path, step: int) -> lis
     """Generate and write ``RUN/validation/step-<N>-<video id>.mp4`` for the first ``validation.videos``."""
     folder.mkdir(parents=True, exist_ok=True)
     val = config.validation
-    dtype = next(net.parameters()).dtype  # generate() casts a net of another dtype in place: never ask it to
+    # the format most weights are held in (the frozen ones); trainable float32 layers run under autocast
+    dtype = weight_dtype(net)
     options = GenerationOptions(
         steps=val.steps, guidance=val.guidance, clip_length=val.clip_length, motion_frames=config.data.motion_frames,
         width=config.data.size, height=config.data.size, dtype=DTYPE_NAMES[dtype], seed=config.train.seed,
