@@ -64,6 +64,25 @@ def test_conv_pieces_on_a_real_song_match_one_shot_features(tiny_model):
     assert LongAudioPolicy().max_one_shot_frames == 3000  # 2 minutes at 25 fps (documented threshold)
 
 
+def test_long_songs_are_normalised_piece_by_piece_with_the_official_bits(tiny_model):
+    """Past the conv-piece threshold the normalised, padded input is never made whole: each piece is
+    ``(x - mean) / sqrt(var + 1e-7)`` then zeros, the same samples as the official whole-song computation."""
+    from singer_core.audio.features import NormalizedSong, normalize_waveform, pad_to_clip_length
+
+    wave = _song(70)
+    frames = frame_count(wave.shape[0])
+    official, padded_frames = pad_to_clip_length(normalize_waveform(wave), frames, 16, 640)
+    song = NormalizedSong(wave, official.shape[0], "cpu", torch.float32)
+    assert padded_frames % 16 == 0 and official.shape[0] > wave.shape[0]
+    edges = [(0, 5000), (123_456, 700_000), (wave.shape[0] - 3000, official.shape[0]), (0, official.shape[0])]
+    for start, stop in edges:
+        piece = song.read(start, stop)
+        assert piece.shape == (1, stop - start)
+        assert torch.equal(piece[0], official[start:stop]), (start, stop)
+    assert encode_audio(wave, tiny_model, 16).input_values is None  # nothing song-long kept
+    assert encode_audio(_song(20), tiny_model, 16).input_values is not None  # short: the official steps
+
+
 def test_long_song_stitching_error_is_small(tiny_model):
     """150 s song (3776 frames > 3000): default chunked encode vs one-shot on the tiny random model.
 

@@ -112,13 +112,15 @@ def test_real_rate_case_fails_with_another_resampler(monkeypatch):
     """The 48 kHz case discriminates resamplers: scipy's polyphase filter instead of soxr_hq is far off."""
     from scipy.signal import resample_poly
 
-    from singer_core.audio import waveform as wave_module
+    from singer_core.audio.waveform import read_mono_file
+    from singer_core.conformance import audio as conformance_audio
     from singer_core.conformance.audio import run_audio_features
 
-    def scipy_resample(x, orig, new):
-        return torch.from_numpy(resample_poly(np.asarray(x, np.float64), new // 1000, orig // 1000).astype(np.float32))
+    def scipy_load(path):
+        mono, rate = read_mono_file(path)
+        return torch.from_numpy(resample_poly(mono.double().numpy(), 16, rate // 1000).astype(np.float32))
 
-    monkeypatch.setattr(wave_module, "resample", scipy_resample)
+    monkeypatch.setattr(conformance_audio, "load_waveform", scipy_load)
     case_path = FIXTURES / "audio_48k" / "audio_features.json"
     results = run_audio_features(json.loads(case_path.read_text()), case_path)
     worst = {item.name: item.max_abs_error for item in results}

@@ -156,4 +156,5 @@ def test_frozen_weights_in_16_bits_need_the_same_mixed_precision():
         load_config(None, None, ["train.mixed_precision=bf16", "model.frozen_dtype=fp16"])
     with pytest.raises(TrainConfigError, match=r"train.mixed_precision=no"):
         load_config(None, None, ["train.mixed_precision=no", "model.frozen_dtype=bf16"])
-    assert load_config(None, None, ["train.mixed_precision=bf16", "model.frozen_dtype=bf16"]).model.frozen_dtype == "bf16"
+    config = load_config(None, None, ["train.mixed_precision=bf16", "model.frozen_dtype=bf16"])
+    assert config.model.frozen_dtype == "bf16"

@@ -8,8 +8,10 @@ and only the core's outputs are kept. Attention beyond the context is cut, so th
 the one-shot computation (measured in ``tests/test_audio_long.py``). Songs up to the threshold take the exact
 official one-shot path.
 
-The conv feature encoder is always run in pieces of ``conv_chunk_frames`` (30 s) when the song is longer: that
-is exact (see ``wav2vec.conv_features``) and keeps its 512-channel first-layer activations small.
+The conv feature encoder is run in pieces of ``conv_piece_frames`` (5 s) when the song is longer than
+``conv_chunk_frames`` (30 s): that equals the one-shot result up to float rounding (see ``wav2vec.conv_features``)
+and keeps its 512-channel first-layer activations small (the normalised input is then made piece by piece too,
+``features.NormalizedSong``).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class LongAudioPolicy:
     max_one_shot_frames: int = 3000  # 2 minutes: up to here the result is the official one-shot computation
     chunk_frames: int = 1500  # 60 s kept per transformer window
     context_frames: int = 250  # 10 s of extra context each side of a window
-    conv_chunk_frames: int = 1500  # 50 Hz conv frames (30 s) per piece of the exact chunked conv encoder
+    conv_chunk_frames: int = 1500  # 50 Hz conv frames (30 s): longer songs run the conv encoder in pieces
+    conv_piece_frames: int = 250  # 50 Hz conv frames (5 s) per piece (wav2vec2-base: ~170 MB of activations)
 
     def __post_init__(self) -> None:
-        if min(self.max_one_shot_frames, self.chunk_frames, self.conv_chunk_frames) < 1 or self.context_frames < 0:
+        frames = (self.max_one_shot_frames, self.chunk_frames, self.conv_chunk_frames, self.conv_piece_frames)
+        if min(frames) < 1 or self.context_frames < 0:
             raise InputError(
                 f"Long-audio settings must be positive frame counts (context may be 0); got {self}. "
                 "Leave them at their defaults unless you know you need other windows."

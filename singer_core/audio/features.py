@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from transformers import Wav2Vec2Model
 
 from singer_core.audio.chunking import LongAudioPolicy, chunked_hidden_states
-from singer_core.audio.wav2vec import conv_features, encoder_hidden_states
+from singer_core.audio.wav2vec import conv_features, conv_frame_count, encoder_hidden_states
 from singer_core.audio.waveform import WAV2VEC_SAMPLE_RATE
 from singer_core.errors import AudioTooShortError, InputError
 
@@ -30,7 +30,7 @@ NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
 class AudioEncoding:
     """Every intermediate of the official computation for one song (batch of one)."""
 
-    input_values: torch.Tensor  # [1, padded samples]  normalised, zero padded
+    input_values: torch.Tensor | None  # [1, padded samples]  normalised, zero padded (None: a long song, streamed)
     conv_features: torch.Tensor  # [1, C, conv frames]  50 Hz
     projected_hidden: torch.Tensor  # [1, frames, hidden]  after interpolation + feature projection
     hidden_states: list[torch.Tensor]  # per layer [1, frames, hidden]  (hidden_states[1:] of transformers)
@@ -42,8 +42,14 @@ class AudioEncoding:
 
     @property
     def embeddings(self) -> torch.Tensor:
-        """``[frames, layers, hidden]`` (official ``audio_emb``)."""
-        return torch.stack(self.hidden_states, dim=1)[0].transpose(0, 1).contiguous()
+        """``[frames, layers, hidden]`` (official ``audio_emb``), filled layer by layer: one copy of the
+        song's features, not the three that stacking and transposing would make."""
+        first = self.hidden_states[0]
+        out = torch.empty(first.shape[1], len(self.hidden_states), first.shape[2], dtype=first.dtype,
+                          device=first.device)  # fmt: skip
+        for layer, hidden in enumerate(self.hidden_states):
+            out[:, layer] = hidden[0]
+        return out
 
 
 @dataclass
@@ -89,6 +95,38 @@ def normalize_waveform(waveform: torch.Tensor) -> torch.Tensor:
     return (waveform - mean.to(waveform.dtype)) / torch.sqrt(var + NORM_EPS).to(waveform.dtype)
 
 
+class NormalizedSong:
+    """The normalised, zero-padded input of a long song, made a piece at a time for the chunked conv encoder
+    (``wav2vec.SampleSource``): only the song itself is held, never a normalised or padded copy of it.
+
+    Each piece is ``(x - mean) / sqrt(var + 1e-7)`` elementwise with the same float32 operands as
+    ``normalize_waveform``, so its samples have the same bits; the statistics are accumulated in float64 over
+    pieces (a different summation order than one reduction over the whole song: equal to float64 rounding).
+    """
+
+    PIECE = 1 << 16  # samples per piece of the statistics pass (0.5 MiB in float64)
+
+    def __init__(self, waveform: torch.Tensor, padded_length: int, device, dtype) -> None:
+        self.waveform, self.length, self.device, self.dtype = waveform, padded_length, device, dtype
+        total, count = torch.zeros((), dtype=torch.float64), waveform.shape[0]
+        for start in range(0, count, self.PIECE):
+            total += waveform[start : start + self.PIECE].double().sum()
+        mean = total / count
+        squares = torch.zeros((), dtype=torch.float64)
+        for start in range(0, count, self.PIECE):
+            squares += (waveform[start : start + self.PIECE].double() - mean).square().sum()
+        self.mean = mean.to(waveform.dtype)
+        self.std = torch.sqrt(squares / count + NORM_EPS).to(waveform.dtype)
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Samples ``[start, stop)`` of the normalised song followed by its zero padding -> ``[1, n]``."""
+        real = self.waveform[start : min(stop, self.waveform.shape[0])]
+        values = (real - self.mean) / self.std
+        if stop > self.waveform.shape[0]:
+            values = F.pad(values, (0, stop - max(start, self.waveform.shape[0])))
+        return values.to(self.device, self.dtype)[None]
+
+
 def pad_to_clip_length(values: torch.Tensor, frames: int, clip_length: int, samples_per_frame: int):
     """Zero-pad ``(clip_length - frames % clip_length)`` frames of samples; returns (values, padded frame count)."""
     if clip_length <= 0 or frames % clip_length == 0:
@@ -121,11 +159,18 @@ def encode_audio(
             f"({1 / fps:.2f} s at {fps} fps). Use a longer song."
         )
     param = next(model.parameters())
-    values = normalize_waveform(waveform.to(torch.float32)).to(param.device, param.dtype)
+    waveform = waveform.to(torch.float32)
     audio_length = frame_count(waveform.shape[0], WAV2VEC_SAMPLE_RATE, fps)
-    values, frames = pad_to_clip_length(values, audio_length, clip_length, samples_per_frame)
-    values = values[None]
-    conv = conv_features(model, values, policy.conv_chunk_frames)
+    _, frames = pad_to_clip_length(waveform[:0], audio_length, clip_length, samples_per_frame)
+    padded = waveform.shape[0] + (frames - audio_length) * samples_per_frame
+    if conv_frame_count(model.config, padded) > policy.conv_chunk_frames:  # long: never a whole normalised copy
+        values = None
+        song = NormalizedSong(waveform, padded, param.device, param.dtype)
+        conv = conv_features(model, song, policy.conv_chunk_frames, policy.conv_piece_frames)
+    else:  # the official computation, step by step
+        values = normalize_waveform(waveform).to(param.device, param.dtype)
+        values = pad_to_clip_length(values, audio_length, clip_length, samples_per_frame)[0][None]
+        conv = conv_features(model, values, policy.conv_chunk_frames)
     projected, _ = model.feature_projection(interpolate_to_frames(conv, frames))
     if policy.is_long(frames):
         hidden_states = chunked_hidden_states(model, projected, policy)

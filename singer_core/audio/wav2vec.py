@@ -207,27 +207,44 @@ def _receptive_field(config: Wav2Vec2Config) -> tuple[int, int]:
     return field, hop
 
 
+class SampleSource:
+    """The conv encoder's input ``[1, samples]``, read a piece at a time: a tensor, or any object with a
+    ``length`` and ``read(start, stop) -> [1, stop - start]`` (see ``features.NormalizedSong``)."""
+
+    def __init__(self, values: torch.Tensor) -> None:
+        self.values, self.length = values, values.shape[-1]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        return self.values[:, start:stop]
+
+
 @torch.no_grad()
-def conv_features(model: Wav2Vec2Model, input_values: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+def conv_features(model: Wav2Vec2Model, input_values, chunk_frames: int | None = None,
+                  piece_frames: int | None = None) -> torch.Tensor:  # fmt: skip
     """Conv feature encoder ``[B, samples] -> [B, C, frames]`` (50 Hz).
 
     With ``chunk_frames`` the output is computed in pieces of that many frames. The first layer's GroupNorm
     normalises each channel over the whole song, so its statistics are gathered in a first pass; the remaining
     layers are plain strided convolutions, so each piece only needs its own receptive field. The result equals
-    the one-shot computation up to float rounding, with memory bounded by the piece size.
+    the one-shot computation up to float rounding, with memory bounded by the piece size: ``piece_frames``
+    (default ``chunk_frames``) once the input is longer than ``chunk_frames``. ``input_values`` may
+    be a ``SampleSource`` that makes each piece on demand (then ``chunk_frames`` is required), so the whole
+    input never exists at once.
     """
-    total = conv_frame_count(model.config, input_values.shape[-1])
+    source = input_values if hasattr(input_values, "read") else SampleSource(input_values)
+    total = conv_frame_count(model.config, source.length)
     if chunk_frames is None or total <= chunk_frames:
-        return model.feature_extractor(input_values)
+        return model.feature_extractor(source.read(0, source.length))
+    chunk_frames = piece_frames or chunk_frames
     first, rest = model.feature_extractor.conv_layers[0], model.feature_extractor.conv_layers[1:]
     field, hop = _receptive_field(model.config)
-    mean, inv_std = _first_layer_stats(first, input_values, chunk_frames * hop // first.conv.stride[0])
+    mean, inv_std = _first_layer_stats(first, source, chunk_frames * hop // first.conv.stride[0])
     scale = (first.layer_norm.weight * inv_std)[None, :, None]
     shift = (first.layer_norm.bias - mean * first.layer_norm.weight * inv_std)[None, :, None]
     pieces = []
     for start in range(0, total, chunk_frames):
         stop = min(start + chunk_frames, total)
-        hidden = first.conv(input_values[:, None, start * hop : (stop - 1) * hop + field])
+        hidden = first.conv(source.read(start * hop, (stop - 1) * hop + field)[:, None])
         hidden = first.activation(hidden * scale + shift)
         for layer in rest:
             hidden = layer(hidden)
@@ -235,25 +252,25 @@ def conv_features(model: Wav2Vec2Model, input_values: torch.Tensor, chunk_frames
     return torch.cat(pieces, dim=-1)
 
 
-def _first_layer_stats(first, input_values: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _first_layer_stats(first, source: SampleSource, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and 1/sqrt(var + eps) per channel of the first conv's output over the whole input, ``step`` frames
     at a time (float64 sums, the biased variance GroupNorm uses)."""
-    if input_values.shape[0] != 1:
-        raise CheckpointError("Chunked conv features support one song at a time (batch size 1).")
     conv = first.conv
     kernel, stride = conv.kernel_size[0], conv.stride[0]
-    frames = (input_values.shape[-1] - kernel) // stride + 1
-    total = torch.zeros(input_values.shape[0], conv.out_channels, dtype=torch.float64, device=input_values.device)
-    total_sq = torch.zeros_like(total)
+    frames = (source.length - kernel) // stride + 1
+    total = total_sq = None
     for start in range(0, frames, step):
         stop = min(start + step, frames)
-        out = conv(input_values[:, None, start * stride : (stop - 1) * stride + kernel]).double()
-        total += out.sum(-1)
-        total_sq += (out * out).sum(-1)
+        piece = source.read(start * stride, (stop - 1) * stride + kernel)
+        if piece.shape[0] != 1:
+            raise CheckpointError("Chunked conv features support one song at a time (batch size 1).")
+        out = conv(piece[:, None]).double()
+        total = out.sum(-1) if total is None else total + out.sum(-1)
+        total_sq = (out * out).sum(-1) if total_sq is None else total_sq + (out * out).sum(-1)
     mean = total / frames
     var = (total_sq / frames - mean * mean).clamp_min(0.0)
     inv_std = torch.rsqrt(var + first.layer_norm.eps)
-    return mean[0].to(input_values.dtype), inv_std[0].to(input_values.dtype)
+    return mean[0].to(piece.dtype), inv_std[0].to(piece.dtype)
 
 
 @torch.no_grad()

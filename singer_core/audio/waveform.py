@@ -10,6 +10,7 @@ Files (the CLI) and ComfyUI ``AUDIO`` tensors (``waveform [B, C, T]`` at the fil
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,25 +90,39 @@ def read_mono_file(path: str | Path) -> tuple[torch.Tensor, int]:
     Exactly ``downmix(to_unit_range(read_audio_file(path)))``, but each decoded frame is averaged over its
     channels as it arrives (the same ``numpy.mean`` per sample, so the same bits), and the int16-units
     scaling (an exact power of two) is applied to the mono signal once the whole song's peak is known.
-    A long stereo song thus never exists whole at its native rate (measured: ``bench_pipeline.py --song-memory``).
     """
     rate, _ = audio_file_info(path)
-    pieces, peak, finite = [], 0.0, True
-    for chunk in iter_audio_file(path):
-        chunk = chunk.astype(np.float32, copy=False)
-        if chunk.size:
-            finite = finite and bool(np.isfinite(chunk).all())
-            peak = max(peak, float(np.abs(chunk).max()))
-        pieces.append(np.mean(chunk, axis=0) if chunk.shape[0] > 1 else chunk[0])
-    if not pieces or not sum(piece.shape[0] for piece in pieces):
-        raise InputError(f"Audio file {Path(path)} contains no samples.")
-    if not finite:
-        raise InputError("The audio contains NaN or infinite samples; re-export the song and try again.")
-    mono = np.concatenate(pieces)
-    del pieces
-    if peak > _INT16_RANGE_PEAK:
-        mono /= np.float32(_INT16_SCALE)
-    return torch.from_numpy(mono), rate
+    mono = _MonoReader(path)
+    pieces = list(mono)
+    return torch.from_numpy(mono.finish(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))), rate
+
+
+class _MonoReader:
+    """Iterate an audio file as float32 mono pieces (``numpy.mean`` over the channels of each decoded frame),
+    tracking what ``to_unit_range`` needs of the whole song: its peak and whether every sample is finite."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path, self.samples, self.peak, self.finite = Path(path), 0, 0.0, True
+
+    def __iter__(self):
+        for chunk in iter_audio_file(self.path):
+            chunk = chunk.astype(np.float32, copy=False)
+            if not chunk.size:
+                continue
+            self.finite = self.finite and bool(np.isfinite(chunk).all())
+            self.peak = max(self.peak, float(np.abs(chunk).max()))
+            self.samples += chunk.shape[1]
+            yield np.mean(chunk, axis=0) if chunk.shape[0] > 1 else chunk[0]
+
+    def finish(self, signal: np.ndarray) -> np.ndarray:
+        """The checks and the int16-units scaling (exact: a power of two), on the joined ``signal``."""
+        if not self.samples:
+            raise InputError(f"Audio file {self.path} contains no samples.")
+        if not self.finite:
+            raise InputError("The audio contains NaN or infinite samples; re-export the song and try again.")
+        if self.peak > _INT16_RANGE_PEAK:
+            signal /= np.float32(_INT16_SCALE)
+        return signal
 
 
 def as_channels_first(waveform: torch.Tensor) -> torch.Tensor:
@@ -137,11 +152,18 @@ def to_unit_range(waveform: torch.Tensor) -> torch.Tensor:
         bits = torch.iinfo(waveform.dtype).bits
         return waveform.to(torch.float32) / float(2 ** (bits - 1))
     waveform = waveform.to(torch.float32)
-    if waveform.numel() and not torch.isfinite(waveform).all():
+    if waveform.numel() and not math.isfinite(peak := _peak(waveform)):
         raise InputError("The audio contains NaN or infinite samples; re-export the song and try again.")
-    if waveform.numel() and waveform.abs().max() > _INT16_RANGE_PEAK:
+    if waveform.numel() and peak > _INT16_RANGE_PEAK:
         return waveform / _INT16_SCALE
     return waveform
+
+
+def _peak(waveform: torch.Tensor) -> float:
+    """Largest absolute sample (NaN if any sample is NaN, inf if any is infinite), in one pass without a copy
+    of the song (``aminmax`` instead of ``abs().max()``)."""
+    low, high = torch.aminmax(waveform)
+    return max(float(high), -float(low)) if not (torch.isnan(low) or torch.isnan(high)) else math.nan
 
 
 def downmix(waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -154,7 +176,7 @@ def require_audible(waveform: torch.Tensor, what: str = "The audio") -> None:
     """Refuse silence (peak below -60 dBFS of a unit-range waveform): there is no voice to sing along to."""
     if waveform.numel() == 0:
         raise AudioTooShortError(f"{what} is empty; use a song that is at least one video frame (0.04 s) long.")
-    if float(waveform.abs().max()) < SILENCE_PEAK:
+    if _peak(waveform) < SILENCE_PEAK:
         raise InputError(
             f"{what} is silent (its loudest sample is below -60 dBFS), so there is no voice to sing along to. "
             "Connect the song itself, or check the file and any node that changes its volume."
@@ -209,6 +231,30 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_rate: int 
 def load_waveform(path: str | Path, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:
     """``librosa.load(path, sr=target_rate)`` equivalent: file -> float32 mono at ``target_rate``.
 
-    Decoded and downmixed frame by frame (``read_mono_file``), then resampled in one piece as librosa does."""
-    mono, sample_rate = read_mono_file(path)
-    return resample(mono, sample_rate, target_rate)
+    Streamed: each decoded frame is downmixed and fed to a ``soxr.ResampleStream`` (soxr_hq), so only the
+    ``target_rate`` signal is ever held whole, never the song at its own rate and channel count. The stream
+    gives the one-shot ``soxr.resample`` output bit for bit (checked at 22.05-96 kHz and any chunking; the tests
+    compare with librosa itself); the int16-units scaling (a power of two) commutes exactly with the filter.
+    """
+    import soxr
+
+    _check_rate(target_rate, "target")
+    rate, _ = audio_file_info(path)
+    mono = _MonoReader(path)
+    if rate == int(target_rate):
+        pieces = list(mono)
+    else:
+        stream = soxr.ResampleStream(rate, int(target_rate), 1, dtype="float32", quality=RESAMPLER_QUALITY)
+        pieces = [stream.resample_chunk(piece, last=False) for piece in mono]
+        pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    signal = mono.finish(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
+    del pieces
+    if rate != int(target_rate):  # librosa's fix_length to ceil(T * new / orig)
+        signal = _fix_length(signal, int(np.ceil(mono.samples * (float(target_rate) / rate))))
+    return torch.from_numpy(signal)
+
+
+def _fix_length(signal: np.ndarray, length: int) -> np.ndarray:
+    if signal.shape[0] >= length:
+        return signal[:length]
+    return np.concatenate([signal, np.zeros(length - signal.shape[0], dtype=signal.dtype)])
