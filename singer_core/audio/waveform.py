@@ -169,6 +169,8 @@ def _peak(waveform: torch.Tensor) -> float:
 def downmix(waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
     """``[C, T]`` -> ``[T]`` float32 by the channel mean, computed as ``librosa.to_mono`` does (``numpy.mean``)."""
     x = _as_float32_array(waveform)
+    if x.ndim > 1 and x.shape[0] == 1:  # the mean of one channel is that channel, bit for bit: no copy
+        x = x[0]
     return torch.from_numpy(np.ascontiguousarray(np.mean(x, axis=0) if x.ndim > 1 else x))
 
 
