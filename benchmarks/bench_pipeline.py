@@ -37,6 +37,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers.utils import logging as diffusers_logging
 
@@ -230,6 +231,55 @@ def audio_stage_peak(song: Path, models: Path) -> None:
     print(json.dumps({"audio_stage_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
+def write_song_44k(path: Path, seconds: float) -> Path:
+    """A 44.1 kHz stereo 16-bit wav of ``seconds`` (two tones), the rate and layout most songs have."""
+    import av
+
+    rate = 44100
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for start in range(0, int(seconds * rate), rate):
+            t = np.arange(start, min(start + rate, int(seconds * rate))) / rate
+            pcm = (np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]) * 0.3 * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout="stereo")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def read_stage_peak(song: Path) -> None:
+    """Worker: ``load_waveform`` alone (44.1 kHz stereo file -> 16 kHz mono); prints its peak and what it keeps,
+    over the process's resident size before reading."""
+    from singer_core.audio.waveform import load_waveform
+
+    def rss() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    before = max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    waveform = load_waveform(song)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    print(json.dumps({"read_peak_mb": round(peak, 1), "read_kept_mb": round(rss() - before, 1),
+                      "samples_16k": int(waveform.shape[0])}))  # fmt: skip
+
+
+def read_memory(args) -> list[dict]:
+    """Peak memory of reading 44.1 kHz stereo songs of each length in ``args.read_memory`` to 16 kHz mono."""
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
+    with tempfile.TemporaryDirectory(prefix="singer-read-memory-") as tmp:
+        for seconds in (float(x) for x in args.read_memory.split(",")):
+            song = write_song_44k(Path(tmp) / f"song_{seconds:g}.wav", seconds)
+            out, _ = _child([sys.executable, str(Path(__file__).resolve()), "--read-stage", str(song)], REPO, env)
+            row = {"benchmark": "read_memory", "song_seconds": seconds, "rate": 44100, "channels": 2,
+                   **json.loads(out.strip().splitlines()[-1])}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
 def _child(command: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     """Run ``command``; its stdout and its own peak RSS in MB (``wait4``: this child alone). Output goes
     to files, not pipes, so a chatty child (progress bars) cannot block."""
@@ -296,10 +346,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--song-memory", metavar="SECONDS,SECONDS",
                         help="peak memory of the command line on songs of these lengths (tiny models) instead")
     parser.add_argument("--source", help="with --song-memory: the checkout whose command line runs (default: this one)")
+    parser.add_argument("--read-memory", metavar="SECONDS,SECONDS",
+                        help="peak memory of reading 44.1 kHz stereo songs of these lengths to 16 kHz mono instead")
     parser.add_argument("--audio-stage", nargs=2, metavar=("SONG", "MODELS"), help=argparse.SUPPRESS)
+    parser.add_argument("--read-stage", metavar="SONG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.audio_stage:
         audio_stage_peak(Path(args.audio_stage[0]), Path(args.audio_stage[1]))
+    elif args.read_stage:
+        read_stage_peak(Path(args.read_stage))
+    elif args.read_memory:
+        read_memory(args)
     elif args.song_memory:
         song_memory(args)
     else:

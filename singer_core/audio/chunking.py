@@ -51,11 +51,14 @@ class LongAudioPolicy:
 def chunked_hidden_states(model: Wav2Vec2Model, hidden: torch.Tensor, policy: LongAudioPolicy) -> list[torch.Tensor]:
     """``encoder_hidden_states`` over overlapping windows, stitched: same output layout, bounded attention."""
     total = hidden.shape[1]
-    per_layer: list[list[torch.Tensor]] = [[] for _ in model.encoder.layers]
+    per_layer: list[torch.Tensor] = []  # each layer's output for the whole song, filled window by window
     for start in range(0, total, policy.chunk_frames):
         stop = min(start + policy.chunk_frames, total)
         lo, hi = max(0, start - policy.context_frames), min(total, stop + policy.context_frames)
         outputs = encoder_hidden_states(model, hidden[:, lo:hi])
+        if not per_layer:
+            per_layer = [output.new_empty(output.shape[0], total, output.shape[2]) for output in outputs]
         for kept, output in zip(per_layer, outputs, strict=True):
-            kept.append(output[:, start - lo : stop - lo])
-    return [torch.cat(pieces, dim=1) for pieces in per_layer]
+            kept[:, start:stop] = output[:, start - lo : stop - lo]
+        del outputs
+    return per_layer

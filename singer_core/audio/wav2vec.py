@@ -241,15 +241,17 @@ def conv_features(model: Wav2Vec2Model, input_values, chunk_frames: int | None =
     mean, inv_std = _first_layer_stats(first, source, chunk_frames * hop // first.conv.stride[0])
     scale = (first.layer_norm.weight * inv_std)[None, :, None]
     shift = (first.layer_norm.bias - mean * first.layer_norm.weight * inv_std)[None, :, None]
-    pieces = []
+    features = None  # written piece by piece: no small pieces kept between the large transient buffers
     for start in range(0, total, chunk_frames):
         stop = min(start + chunk_frames, total)
         hidden = first.conv(source.read(start * hop, (stop - 1) * hop + field)[:, None])
         hidden = first.activation(hidden * scale + shift)
         for layer in rest:
             hidden = layer(hidden)
-        pieces.append(hidden)
-    return torch.cat(pieces, dim=-1)
+        if features is None:
+            features = hidden.new_empty(*hidden.shape[:2], total)
+        features[..., start:stop] = hidden
+    return features
 
 
 def _first_layer_stats(first, source: SampleSource, step: int) -> tuple[torch.Tensor, torch.Tensor]:
