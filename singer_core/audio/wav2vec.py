@@ -260,15 +260,17 @@ def _first_layer_stats(first, source: SampleSource, step: int) -> tuple[torch.Te
     conv = first.conv
     kernel, stride = conv.kernel_size[0], conv.stride[0]
     frames = (source.length - kernel) // stride + 1
-    total = total_sq = None
+    # sums updated in place: no small tensor is kept between the pieces' large transient buffers (fragmentation)
+    total = torch.zeros(1, conv.out_channels, dtype=torch.float64, device=conv.weight.device)
+    total_sq = torch.zeros_like(total)
     for start in range(0, frames, step):
         stop = min(start + step, frames)
         piece = source.read(start * stride, (stop - 1) * stride + kernel)
         if piece.shape[0] != 1:
             raise CheckpointError("Chunked conv features support one song at a time (batch size 1).")
         out = conv(piece[:, None]).double()
-        total = out.sum(-1) if total is None else total + out.sum(-1)
-        total_sq = (out * out).sum(-1) if total_sq is None else total_sq + (out * out).sum(-1)
+        total += out.sum(-1)
+        total_sq += (out * out).sum(-1)
     mean = total / frames
     var = (total_sq / frames - mean * mean).clamp_min(0.0)
     inv_std = torch.rsqrt(var + first.layer_norm.eps)

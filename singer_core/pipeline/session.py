@@ -34,9 +34,9 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_song(path: str | Path, keep_channels: bool = False) -> tuple[torch.Tensor, int]:
     """The song for the audio stage; decoding errors name the file.
 
-    By default the 16 kHz mono waveform wav2vec2 reads (``load_waveform``: decoded and downmixed frame by
-    frame, the same bits as ``librosa.load(sr=16000)``), so a long song is never held whole at its native rate
-    and channel count; the writer muxes the song from its file (``VideoWriter(audio=path)``).
+    By default the 16 kHz mono waveform wav2vec2 reads (``load_waveform``: decoded, downmixed and resampled
+    frame by frame, the same bits as ``librosa.load(sr=16000)``), so a long song is never held whole at its
+    native rate and channel count; the writer muxes the song from its file (``VideoWriter(audio=path)``).
     ``keep_channels`` returns it as decoded (all channels, original rate): the vocal separator needs the mix.
     """
     from singer_core.audio.waveform import WAV2VEC_SAMPLE_RATE, load_waveform, read_audio_file
