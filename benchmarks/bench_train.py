@@ -149,9 +149,9 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     from singer_core.train.model import enable_gradient_checkpointing, hold_frozen, select_trainable
     from singer_core.train.objective import SingerTrainingStep, StepDraws, training_scheduler
 
-    config = load_config(
-        "official", None, [f"data.size={size}", f"data.frames={frames}", f"model.frozen_dtype={frozen_name}"]
-    )
+    mixed = "no" if frozen_name == "fp32" else frozen_name  # 16-bit frozen weights: that format's autocast
+    config = load_config("official", None, [f"data.size={size}", f"data.frames={frames}",
+                                            f"model.frozen_dtype={frozen_name}", f"train.mixed_precision={mixed}"])
     frozen = DTYPES[frozen_name]
     cpu = torch.device("cpu")
     if arch == "singer":
