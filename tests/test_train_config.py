@@ -3,6 +3,8 @@ starts, LoRA merged into the saved weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -158,3 +160,20 @@ def test_frozen_weights_in_16_bits_need_the_same_mixed_precision():
         load_config(None, None, ["train.mixed_precision=no", "model.frozen_dtype=bf16"])
     config = load_config(None, None, ["train.mixed_precision=bf16", "model.frozen_dtype=bf16"])
     assert config.model.frozen_dtype == "bf16"
+
+
+def test_shipped_accelerate_configs_load_and_match_the_official_recipe():
+    """The configs `accelerate launch --config_file` takes, read by Accelerate's own loader (DeepSpeed itself
+    needs GPUs: its fp16 engine's way of running the net is tested in test_train_step.py)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    folder = Path(__file__).resolve().parents[1] / "singer_core" / "train" / "accelerate"
+    official = load_config("official")
+    zero2 = load_config_from_file(str(folder / "deepspeed_zero2.yaml"))
+    assert zero2.distributed_type == DistributedType.DEEPSPEED and zero2.deepspeed_config["zero_stage"] == 2
+    assert zero2.deepspeed_config["gradient_clipping"] == official.optimizer.max_grad_norm
+    assert zero2.deepspeed_config["gradient_accumulation_steps"] == official.train.gradient_accumulation
+    assert zero2.mixed_precision == official.train.mixed_precision == "fp16" and zero2.num_processes == 4
+    multi = load_config_from_file(str(folder / "multi_gpu.yaml"))
+    assert multi.distributed_type == DistributedType.MULTI_GPU and multi.mixed_precision == "fp16"

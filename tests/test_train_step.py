@@ -229,3 +229,18 @@ def test_bf16_mixed_precision_step_on_cpu(setup, gradient_checkpointing):
     assert low.loss.item() == pytest.approx(out.loss.item(), rel=0.01)
     assert got.keys() == expected.keys()
     assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in got.values())  # master weights'
+
+
+def test_a_whole_16_bit_net_trains_without_autocast(setup):
+    """DeepSpeed's fp16 engine (the official ZeRO-2 setup) casts the whole net, trainable weights included, and
+    runs it without autocast: the float32 batch is cast to the net's format, the step runs, and its loss is the
+    float32 one within half precision."""
+    net, vae, config, _, items = setup
+    with torch.no_grad():
+        expected = trainer_loss(net, vae, config, items).loss.item()
+    half = copy.deepcopy(net).half()
+    out = trainer_loss(half, vae, config, items)
+    out.loss.backward()
+    grads = gradients(half)
+    assert out.loss.item() == pytest.approx(expected, rel=0.02)
+    assert grads and all(g.dtype == torch.float16 and torch.isfinite(g).all() for g in grads.values())

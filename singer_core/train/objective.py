@@ -9,6 +9,7 @@ seeds per sample and per step, so a step is reproducible whatever the process la
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from singer_core.models.conditions import DenoiseConditions, MaskPyramid
 from singer_core.models.reference_bank import BANK_DTYPE, ReferenceBank
 from singer_core.models.spatial_transformer import SpatialTransformer
 from singer_core.net import SingerNet
+from singer_core.precision import weight_dtype
 from singer_core.train.config import NoiseConfig
 
 
@@ -118,6 +120,23 @@ def _mask_pyramid(batch: TrainBatch, i: int, frames: int) -> MaskPyramid:
     return MaskPyramid(full=levels(batch.full_mask), face=levels(batch.face_mask), lip=levels(batch.lip_mask))
 
 
+def _in_compute_dtype(net: nn.Module, batch: TrainBatch, noisy: torch.Tensor) -> tuple[TrainBatch, torch.Tensor]:
+    """Inputs in the net's format when no autocast does it: DeepSpeed's fp16/bf16 engines cast the whole net
+    (trainable weights included) and run it without autocast, as the official code does with its weight dtype.
+    Under autocast (Accelerate's mixed precision) or with a float32 net the inputs are left as they are."""
+    if torch.is_autocast_enabled(noisy.device.type):
+        return batch, noisy
+    dtype = weight_dtype(net)
+    if dtype == noisy.dtype:
+        return batch, noisy
+
+    def cast(value):
+        return [cast(v) for v in value] if isinstance(value, list) else value.to(dtype)
+
+    fields = {f.name: cast(getattr(batch, f.name)) for f in dataclasses.fields(batch)}
+    return TrainBatch(**fields), noisy.to(dtype)
+
+
 class SingerTrainingStep(nn.Module):
     """Wraps the net so that Accelerate/DDP see one ``forward`` (gradient sync hooks fire on backward).
 
@@ -161,6 +180,7 @@ class SingerTrainingStep(nn.Module):
         """Model output [b, 4, f, h, w]: batched small modules, then one denoising-UNet call per video (the UNet
         takes one clip's conditions; per-video calls give the same result as a batch, GroupNorm is per sample)."""
         net = self.net
+        batch, noisy = _in_compute_dtype(net, batch, noisy)
         frames = noisy.shape[2]
         image_tokens = net.imageproj(batch.face_embedding)  # [b, T, C]
         face_features = net.face_locator(batch.face_region[:, :, None])  # [b, C0, 1, h, w]
