@@ -18,6 +18,8 @@ SUBCOMMANDS = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    from singer_core.precision import DTYPES  # the one table of format names
+
     parser = argparse.ArgumentParser(prog="python -m singer_core", description="SINGER: a photo + a song -> video.")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate a singing video")
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--motion-frames", type=int, default=2)
     gen.add_argument("--fps", type=int, default=25)
     gen.add_argument("--size", type=int, default=512, help="output width and height (multiple of 64)")
-    gen.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    gen.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weight and compute format of the net")
     gen.add_argument("--scheduler", default="ddim", choices=["ddim", "dpmpp", "euler"])
     gen.add_argument("--motion-source", default="decoded", choices=["decoded", "latent"])
     gen.add_argument("--overlap", type=int, default=0, help="frames shared and cross-faded between clips")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from singer_core.face.analysis import DETECTION_SIZES, _face_object, _quiet_insightface, _run_detector
+from singer_core.face.analysis import DETECTION_SIZES, face_object, quiet_insightface, run_detector
 from singer_core.face.landmarks import face_oval_box, lip_box
 from singer_core.face.masks import build_face_masks
 
@@ -77,15 +77,15 @@ def analyse_frame(models, rgb: np.ndarray, track: FaceTrack, second_face_area: f
     track.sampled += 1
     track.height, track.width = rgb.shape[:2]
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    faces = sorted(_run_detector(models, bgr, DETECTION_SIZES[0]), key=lambda f: f.area, reverse=True)
+    faces = sorted(run_detector(models, bgr, DETECTION_SIZES[0]), key=lambda f: f.area, reverse=True)
     if not faces:
         return
     largest = faces[0]
     others = [f for f in faces[1:] if f.area >= second_face_area * largest.area]
     track.with_face += 1
     track.several += bool(others)
-    face = _face_object(largest.box, largest.keypoints, largest.score)
-    with _quiet_insightface():
+    face = face_object(largest.box, largest.keypoints, largest.score)
+    with quiet_insightface():
         landmarks = np.asarray(models.landmarker.get(bgr, face), dtype=np.float32)
     if face.kps is None:
         from singer_core.face.landmarks import keypoints_from_landmarks
@@ -104,7 +104,7 @@ def face_embedding(models, track: FaceTrack) -> np.ndarray:
     if track.best_frame is None:
         return np.zeros(512, np.float32)
     bgr = np.ascontiguousarray(track.best_frame[:, :, ::-1])
-    with _quiet_insightface():
+    with quiet_insightface():
         return np.asarray(models.recognizer.get(bgr, track.best_face), dtype=np.float32).reshape(-1)
 
 

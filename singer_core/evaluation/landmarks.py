@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from singer_core.errors import InputError, ModelFileMissingError
-from singer_core.face.analysis import _face_object, _quiet_insightface, detect_faces
+from singer_core.face.analysis import detect_faces, face_object, quiet_insightface
 from singer_core.face.landmarks import MOUTH, NUM_LANDMARKS
 from singer_core.face.models import (
     DEFAULT_SUBDIR,
@@ -79,8 +79,8 @@ def track_landmarks(models: Any, frames: Iterable[np.ndarray]) -> np.ndarray:
             continue
         previous_box = box
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        with _quiet_insightface():
-            track.append(np.asarray(models.landmarker.get(bgr, _face_object(box)), dtype=np.float64))
+        with quiet_insightface():
+            track.append(np.asarray(models.landmarker.get(bgr, face_object(box)), dtype=np.float64))
     found = [i for i, points in enumerate(track) if points is not None]
     if not found:
         raise InputError("no face was found in any frame of the video; the landmark metrics need a visible face.")

@@ -61,20 +61,20 @@ class AnalyzedFace:
 
 
 @contextmanager
-def _quiet_insightface():
+def quiet_insightface():
     """insightface's alignment calls a scikit-image API that warns on every face; not ours to fix."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         yield
 
 
-def _face_object(box: np.ndarray, keypoints: np.ndarray | None = None, score: float = 1.0):
+def face_object(box: np.ndarray, keypoints: np.ndarray | None = None, score: float = 1.0):
     from insightface.app.common import Face
 
     return Face(bbox=np.asarray(box, dtype=np.float32), kps=keypoints, det_score=score)
 
 
-def _run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[DetectedFace]:
+def run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[DetectedFace]:
     models.detector.det_thresh = DETECTION_THRESHOLD
     boxes, keypoints = models.detector.detect(bgr, input_size=(size, size))
     if keypoints is None:
@@ -88,7 +88,7 @@ def _run_detector(models: FaceModels, bgr: np.ndarray, size: int) -> list[Detect
 def _detect_padded(models: FaceModels, bgr: np.ndarray) -> list[DetectedFace]:
     pad = int(round(max(bgr.shape[:2]) * PAD_RATIO))
     padded = np.pad(bgr, ((pad, pad), (pad, pad), (0, 0)))
-    return [_unpad(face, pad) for face in _run_detector(models, padded, PADDED_DETECTION_SIZE)]
+    return [_unpad(face, pad) for face in run_detector(models, padded, PADDED_DETECTION_SIZE)]
 
 
 def _unpad(face: DetectedFace, pad: int) -> DetectedFace:
@@ -104,7 +104,7 @@ def detect_faces(models: FaceModels, rgb: np.ndarray) -> list[DetectedFace]:
 def _detect_bgr(models: FaceModels, bgr: np.ndarray) -> list[DetectedFace]:
     """Tries 640, 320, 1024 and a padded image until something is found; largest face first."""
     for size in DETECTION_SIZES:
-        faces = _run_detector(models, bgr, size)
+        faces = run_detector(models, bgr, size)
         if faces:
             break
     else:
@@ -147,21 +147,21 @@ def analyze_face(
     ``rgb`` is an HxWx3 uint8 RGB image; insightface works on BGR, converted here.
     """
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    with _quiet_insightface():
+    with quiet_insightface():
         return _analyze(models, bgr, face_index, face_box)
 
 
 def _analyze(models: FaceModels, bgr: np.ndarray, face_index: int, face_box) -> AnalyzedFace:
     if face_box is not None:
         box = check_face_box(face_box, bgr.shape[1], bgr.shape[0])
-        face = _face_object(box)
+        face = face_object(box)
         landmarks = np.asarray(models.landmarker.get(bgr, face), dtype=np.float32)
         face.kps = keypoints_from_landmarks(landmarks)
         score, num_faces, manual = None, 0, True
     else:
         faces = _detect_bgr(models, bgr)
         chosen = select_face(faces, face_index)
-        face = _face_object(chosen.box, chosen.keypoints, chosen.score)
+        face = face_object(chosen.box, chosen.keypoints, chosen.score)
         landmarks = np.asarray(models.landmarker.get(bgr, face), dtype=np.float32)
         if face.kps is None:
             face.kps = keypoints_from_landmarks(landmarks)
