@@ -136,3 +136,18 @@ def test_song_muxed_from_its_file_equals_the_decoded_song(tmp_path, rate):
     assert np.array_equal(video_a, video_b)
     assert audio_a.shape == audio_b.shape and np.array_equal(audio_a, audio_b)
     assert abs(audio_a.shape[1] / (48000 if rate == 37800 else rate) - 23 / 25) < 0.05
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_audio_starts_in_sync_with_the_video(tmp_path, rate):
+    """AAC's encoder delay (priming samples) is hidden by the container: a click written at 1.000 s decodes at
+    1.000 s, so lips and song start together (the extra decoded samples are padding at the end)."""
+    audio = np.zeros((1, 3 * rate), np.float32)
+    audio[0, rate : rate + rate // 200] = 0.9
+    path = write_video(tmp_path / "click.mp4", torch.zeros(75, 64, 64, 3), 25, torch.from_numpy(audio), rate)
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        decoded = np.concatenate([frame.to_ndarray().mean(0) for frame in container.decode(stream)])
+        out_rate = stream.rate
+    assert abs(int(np.argmax(np.abs(decoded) > 0.3)) / out_rate - 1.0) <= 1 / out_rate
+    assert decoded.shape[0] >= 3 * out_rate
