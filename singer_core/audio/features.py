@@ -127,12 +127,19 @@ class NormalizedSong:
         return values.to(self.device, self.dtype)[None]
 
 
+def padded_frame_count(frames: int, clip_length: int) -> int:
+    """``frames`` rounded up to a multiple of ``clip_length`` (the official padding; unchanged if ``<= 0``)."""
+    if clip_length <= 0 or frames % clip_length == 0:
+        return frames
+    return frames + clip_length - frames % clip_length
+
+
 def pad_to_clip_length(values: torch.Tensor, frames: int, clip_length: int, samples_per_frame: int):
     """Zero-pad ``(clip_length - frames % clip_length)`` frames of samples; returns (values, padded frame count)."""
-    if clip_length <= 0 or frames % clip_length == 0:
+    padded = padded_frame_count(frames, clip_length)
+    if padded == frames:
         return values, frames
-    extra = clip_length - frames % clip_length
-    return F.pad(values, (0, extra * samples_per_frame)), frames + extra
+    return F.pad(values, (0, (padded - frames) * samples_per_frame)), padded
 
 
 def interpolate_to_frames(features: torch.Tensor, frames: int) -> torch.Tensor:
@@ -161,7 +168,7 @@ def encode_audio(
     param = next(model.parameters())
     waveform = waveform.to(torch.float32)
     audio_length = frame_count(waveform.shape[0], WAV2VEC_SAMPLE_RATE, fps)
-    _, frames = pad_to_clip_length(waveform[:0], audio_length, clip_length, samples_per_frame)
+    frames = padded_frame_count(audio_length, clip_length)
     padded = waveform.shape[0] + (frames - audio_length) * samples_per_frame
     if conv_frame_count(model.config, padded) > policy.conv_chunk_frames:  # long: never a whole normalised copy
         values = None
