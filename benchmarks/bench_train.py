@@ -130,9 +130,11 @@ def _synthetic_items(size: int, frames: int, motion: int, audio: tuple[int, ...]
     }
 
 
-def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str) -> dict:
+def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str, device_name: str = "cpu") -> dict:
     """Training steps of the full-size (``arch=singer``) or tiny net built from random weights through the
-    trainer's own pieces (trainable selection, checkpointing, optimizer, step module, VAE encoding)."""
+    trainer's own pieces (trainable selection, checkpointing, optimizer, step module, VAE encoding), on the CPU
+    or a CUDA GPU (then the peak is ``torch.cuda.max_memory_allocated``; fp16 runs without loss scaling here,
+    which a timing needs not, and says whether the loss stayed finite)."""
     import json as _json
 
     import torch
@@ -153,13 +155,14 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     config = load_config("official", None, [f"data.size={size}", f"data.frames={frames}",
                                             f"model.frozen_dtype={frozen_name}", f"train.mixed_precision={mixed}"])
     frozen = DTYPES[frozen_name]
-    cpu = torch.device("cpu")
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
     if arch == "singer":
         net_config, vae_config = NetConfig.singer(), SD_VAE_CONFIG
     else:
         net_config = NetConfig.from_file(REPO / "tests" / "fixtures" / "net_tiny.json")
         vae_config = _json.loads((REPO / "tests" / "fixtures" / "vae_tiny.json").read_text())["constructor_kwargs"]
-    net = randomize(empty_net(net_config), cpu, frozen)
+    net = randomize(empty_net(net_config), device, frozen)
     select_trainable(net, config.model.trainable)
     params = [p for p in net.parameters() if p.requires_grad]
     for param in params:  # trainable in float32, as the trainer keeps them
@@ -169,31 +172,36 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
         enable_gradient_checkpointing(net)
     with torch.device("meta"):
         vae = AutoencoderKL(**vae_config)
-    vae = randomize(vae, cpu, frozen)
+    vae = randomize(vae, device, frozen)
     weights_rss = _rss_mb()
     _progress("built", weights_rss_mb=weights_rss, frozen_dtype=str(frozen).removeprefix("torch."),
               trainable=sum(p.numel() for p in params))
-    optimizer, optimizer_name = _make_optimizer(config, params)
+    optimizer, optimizer_name = _make_optimizer(config, params, device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     step_module = SingerTrainingStep(net, training_scheduler(config.noise), config.noise)
     motion = config.data.motion_frames
     times = []
     for step in range(steps):
         items = _synthetic_items(size, frames, motion, tuple(net.audioproj.window_shape), step)
+        draws = [items[key].to(device) for key in ("noise", "offset")]
+        _sync(cuda)
         start = time.perf_counter()
         # frozen weights below float32 compute under their format's autocast, as the trainer's mixed precision
-        with torch.autocast("cpu", dtype=frozen, enabled=frozen != torch.float32):
-            batch_in, timesteps = make_batch(vae, items, False, True, "cpu")
-            out = step_module(batch_in, StepDraws(items["noise"], items["offset"], timesteps, False, False, False))
+        with torch.autocast(device.type, dtype=frozen, enabled=frozen != torch.float32):
+            batch_in, timesteps = make_batch(vae, items, False, True, device)
+            out = step_module(batch_in, StepDraws(*draws, timesteps, False, False, False))
         _progress("forward", step=step, seconds=time.perf_counter() - start)
         out.loss.backward()
         _progress("backward", step=step, seconds=time.perf_counter() - start)
         torch.nn.utils.clip_grad_norm_(params, config.optimizer.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        _sync(cuda)
         times.append(time.perf_counter() - start)
         _progress("optimizer", step=step, seconds=times[-1])
     return {
-        "kind": "cpu_step_full",
+        "kind": f"{device.type}_step_full",
         "net": arch,
         "size": size,
         "frames": frames,
@@ -214,19 +222,36 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
         "weights_rss_mb": weights_rss,
         "peak_rss_mb": _peak_mb(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        **(_gpu_fields(device) if cuda else {}),
     }
 
 
+def _gpu_fields(device) -> dict:
+    import torch
+
+    return {"gpu": torch.cuda.get_device_name(device),
+            "peak_vram_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}  # fmt: skip
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def run_full(args, env: dict) -> None:
-    """One capped child per size; a child killed or out of memory reports how far it got."""
+    """One capped child per size; a child killed or out of memory reports how far it got. (On a GPU the
+    address-space cap is not applied: CUDA reserves far more address space than it uses.)"""
     limit = int(args.limit_gb * 2**30)
+    cap = [] if args.device == "cuda" else ["prlimit", f"--as={limit}"]
     for size in (int(s) for s in args.sizes.split(",")):
-        child = ["prlimit", f"--as={limit}", sys.executable, __file__, "--full", "--child", str(size), "--frames",
-                 str(args.frames), "--steps", str(args.steps), "--arch", args.arch, "--frozen-dtype",
-                 args.frozen_dtype]  # fmt: skip
+        child = [*cap, sys.executable, __file__, "--full", "--child", str(size), "--frames", str(args.frames),
+                 "--steps", str(args.steps), "--arch", args.arch, "--frozen-dtype", args.frozen_dtype, "--device",
+                 args.device]  # fmt: skip
         run = subprocess.run(child, capture_output=True, text=True, cwd=REPO, env={**env, "MALLOC_ARENA_MAX": "2"})
         lines = [json.loads(x) for x in run.stdout.splitlines() if x.startswith("{")]
-        if lines and lines[-1]["kind"] == "cpu_step_full":
+        if lines and lines[-1]["kind"].endswith("_step_full"):
             print(json.dumps(lines[-1]), flush=True)
             continue
         print(json.dumps({"kind": "error", "net": args.arch, "size": size, "frames": args.frames,
@@ -248,11 +273,13 @@ def main() -> None:
         choices=["bf16", "fp16", "fp32"],
         help="--full: frozen weights' dtype (bf16 = the trainer's train.mixed_precision=bf16 on a CPU)",
     )
-    parser.add_argument("--limit-gb", type=float, default=16.0, help="--full: address-space cap per child")
+    parser.add_argument("--limit-gb", type=float, default=16.0, help="--full: address-space cap per child (CPU)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="--full: where to train")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.full and args.child:
-        print(json.dumps(measure_full(args.arch, int(args.child), args.frames, args.steps, args.frozen_dtype)))
+        print(json.dumps(measure_full(args.arch, int(args.child), args.frames, args.steps, args.frozen_dtype,
+                                      args.device)))
         return
     if args.full:
         run_full(args, {**os.environ, "PYTHONPATH": str(REPO)})

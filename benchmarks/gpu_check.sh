@@ -9,7 +9,8 @@
 # bench_pipeline rows per dtype (512x512, one 16-frame clip, 40 DDIM steps with CFG, stage by stage,
 # torch.cuda.max_memory_allocated as peak_mb), bench_modules rows (reference pass, one denoising
 # call of a 16-frame clip), and {"check": "summary"} with seconds per generated frame and peak VRAM
-# per dtype next to the targets (0.3 s/frame, 6 GB). Every number is measured; none is extrapolated
+# per dtype next to the targets (0.3 s/frame, 6 GB), then one training row (bench_train.py --full: seconds per
+# step and peak VRAM of a full-size step). Every number is measured; none is extrapolated
 # unless STEPS is set below 40, and then the summary says so.
 # GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 runs the same flow on tiny models on the CPU (checks the script).
 set -uo pipefail
@@ -89,3 +90,13 @@ for path in sorted(log.glob("pipeline_*.jsonl")):
     }
 print(json.dumps(summary), flush=True)
 PYSUM
+
+# One training configuration last (issue 10): the official trainable set, fp16 autocast, 8-bit AdamW where
+# bitsandbytes is installed, 14 + 2 frames at 512x512, batch 1 -> {"kind": "cuda_step_full", ...}.
+if [ -z "${GPU_CHECK_TINY:-}" ]; then
+  timeout 180 $PY benchmarks/bench_train.py --full --device "$DEVICE" --sizes "$RESOLUTION" --steps 3 \
+    --frozen-dtype fp16 | tee "$LOG/train.jsonl"
+else
+  timeout 180 $PY benchmarks/bench_train.py --full --device "$DEVICE" --arch tiny --sizes 64 --frames 2 --steps 1 \
+    --frozen-dtype bf16 | tee "$LOG/train.jsonl"
+fi
