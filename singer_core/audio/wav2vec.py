@@ -228,22 +228,21 @@ def conv_features(model: Wav2Vec2Model, input_values, chunk_frames: int | None =
     layers are plain strided convolutions, so each piece only needs its own receptive field. The result equals
     the one-shot computation up to float rounding, with memory bounded by the piece size: ``piece_frames``
     (default ``chunk_frames``) once the input is longer than ``chunk_frames``. ``input_values`` may
-    be a ``SampleSource`` that makes each piece on demand (then ``chunk_frames`` is required), so the whole
-    input never exists at once.
+    be an object like ``SampleSource`` that makes each piece on demand, so a long input never exists whole.
     """
     source = input_values if hasattr(input_values, "read") else SampleSource(input_values)
     total = conv_frame_count(model.config, source.length)
     if chunk_frames is None or total <= chunk_frames:
         return model.feature_extractor(source.read(0, source.length))
-    chunk_frames = piece_frames or chunk_frames
+    piece = piece_frames or chunk_frames
     first, rest = model.feature_extractor.conv_layers[0], model.feature_extractor.conv_layers[1:]
     field, hop = _receptive_field(model.config)
-    mean, inv_std = _first_layer_stats(first, source, chunk_frames * hop // first.conv.stride[0])
+    mean, inv_std = _first_layer_stats(first, source, piece * hop // first.conv.stride[0])
     scale = (first.layer_norm.weight * inv_std)[None, :, None]
     shift = (first.layer_norm.bias - mean * first.layer_norm.weight * inv_std)[None, :, None]
     features = None  # written piece by piece: no small pieces kept between the large transient buffers
-    for start in range(0, total, chunk_frames):
-        stop = min(start + chunk_frames, total)
+    for start in range(0, total, piece):
+        stop = min(start + piece, total)
         hidden = first.conv(source.read(start * hop, (stop - 1) * hop + field)[:, None])
         hidden = first.activation(hidden * scale + shift)
         for layer in rest:

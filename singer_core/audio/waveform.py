@@ -93,8 +93,7 @@ def read_mono_file(path: str | Path) -> tuple[torch.Tensor, int]:
     """
     rate, _ = audio_file_info(path)
     mono = _MonoReader(path)
-    pieces = list(mono)
-    return torch.from_numpy(mono.finish(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))), rate
+    return torch.from_numpy(mono.join(list(mono))), rate
 
 
 class _MonoReader:
@@ -114,12 +113,14 @@ class _MonoReader:
             self.samples += chunk.shape[1]
             yield np.mean(chunk, axis=0) if chunk.shape[0] > 1 else chunk[0]
 
-    def finish(self, signal: np.ndarray) -> np.ndarray:
-        """The checks and the int16-units scaling (exact: a power of two), on the joined ``signal``."""
+    def join(self, pieces: list[np.ndarray]) -> np.ndarray:
+        """``pieces`` (of this file, or a resampling of it) as one signal, checked and scaled: the checks and the
+        int16-units scaling (exact: a power of two) need the whole song's peak, known once it has been read."""
         if not self.samples:
             raise InputError(f"Audio file {self.path} contains no samples.")
         if not self.finite:
             raise InputError("The audio contains NaN or infinite samples; re-export the song and try again.")
+        signal = np.concatenate(pieces)
         if self.peak > _INT16_RANGE_PEAK:
             signal /= np.float32(_INT16_SCALE)
         return signal
@@ -211,13 +212,24 @@ def resample(waveform: torch.Tensor | np.ndarray, orig_rate: int, new_rate: int)
     if int(orig_rate) == int(new_rate):
         return torch.from_numpy(x)
     rows = x.reshape(-1, x.shape[-1])
-    out_length = int(np.ceil(x.shape[-1] * (float(new_rate) / int(orig_rate))))
-    out = np.zeros((rows.shape[0], out_length), dtype=np.float32)
+    out_length = _resampled_length(x.shape[-1], orig_rate, new_rate)
+    out = np.empty((rows.shape[0], out_length), dtype=np.float32)
     for row, target in zip(rows, out, strict=True):
         resampled = soxr.resample(row, int(orig_rate), int(new_rate), quality=RESAMPLER_QUALITY)
-        kept = min(out_length, resampled.shape[0])
-        target[:kept] = resampled[:kept]
+        target[:] = _fix_length(resampled, out_length)
     return torch.from_numpy(out.reshape(*x.shape[:-1], out_length))
+
+
+def _resampled_length(samples: int, orig_rate: int, new_rate: int) -> int:
+    """librosa's length of a resampled signal: ``ceil(T * new / orig)``."""
+    return int(np.ceil(samples * (float(new_rate) / int(orig_rate))))
+
+
+def _fix_length(signal: np.ndarray, length: int) -> np.ndarray:
+    """librosa's ``fix_length``: cut, or pad with zeros, to ``length`` samples."""
+    if signal.shape[0] >= length:
+        return signal[:length]
+    return np.concatenate([signal, np.zeros(length - signal.shape[0], dtype=signal.dtype)])
 
 
 def prepare_waveform(waveform: torch.Tensor, sample_rate: int, target_rate: int = WAV2VEC_SAMPLE_RATE) -> torch.Tensor:
@@ -249,14 +261,8 @@ def load_waveform(path: str | Path, target_rate: int = WAV2VEC_SAMPLE_RATE) -> t
         stream = soxr.ResampleStream(rate, int(target_rate), 1, dtype="float32", quality=RESAMPLER_QUALITY)
         pieces = [stream.resample_chunk(piece, last=False) for piece in mono]
         pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
-    signal = mono.finish(np.concatenate(pieces) if pieces else np.zeros(0, np.float32))
+    signal = mono.join(pieces)
     del pieces
-    if rate != int(target_rate):  # librosa's fix_length to ceil(T * new / orig)
-        signal = _fix_length(signal, int(np.ceil(mono.samples * (float(target_rate) / rate))))
+    if rate != int(target_rate):
+        signal = _fix_length(signal, _resampled_length(mono.samples, rate, target_rate))
     return torch.from_numpy(signal)
-
-
-def _fix_length(signal: np.ndarray, length: int) -> np.ndarray:
-    if signal.shape[0] >= length:
-        return signal[:length]
-    return np.concatenate([signal, np.zeros(length - signal.shape[0], dtype=signal.dtype)])
