@@ -192,24 +192,32 @@ def run(args) -> list[dict]:
     return [*meter.rows, total]
 
 
-def write_song(path: Path, seconds: float) -> Path:
-    """The example song (tests/data/0001.wav, 2 s of singing) repeated to ``seconds``, as a 16-bit wav."""
+def _write_wav(path: Path, rate: int, chunks) -> Path:
+    """A 16-bit wav from ``[channels, n]`` int16 chunks (mono or stereo), written as they come."""
     import av
 
+    with av.open(str(path), mode="w") as container:
+        stream = None
+        for pcm in chunks:
+            layout = "mono" if pcm.shape[0] == 1 else "stereo"
+            stream = stream or container.add_stream("pcm_s16le", rate=rate, layout=layout)
+            frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=layout)
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def write_song(path: Path, seconds: float) -> Path:
+    """The example song (tests/data/0001.wav, 2 s of singing) repeated to ``seconds``, as a 16-bit wav."""
     from singer_core.audio.waveform import read_audio_file
 
     waveform, rate = read_audio_file(REPO / "tests" / "data" / "0001.wav")
     samples = int(seconds * rate)
     song = waveform.repeat(1, samples // waveform.shape[1] + 1)[:, :samples]
-    pcm = (song.clamp(-1, 1) * 32767).round().short().numpy()
-    layout = "mono" if pcm.shape[0] == 1 else "stereo"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout=layout)
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return path
+    return _write_wav(path, rate, [(song.clamp(-1, 1) * 32767).round().short().numpy()])
 
 
 def write_tiny_models(root: Path) -> Path:
@@ -233,26 +241,22 @@ def audio_stage_peak(song: Path, models: Path) -> None:
 
 def write_song_44k(path: Path, seconds: float) -> Path:
     """A 44.1 kHz stereo 16-bit wav of ``seconds`` (two tones), the rate and layout most songs have."""
-    import av
+    rate, total = 44100, int(seconds * 44100)
 
-    rate = 44100
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout="stereo")
-        for start in range(0, int(seconds * rate), rate):
-            t = np.arange(start, min(start + rate, int(seconds * rate))) / rate
-            pcm = (np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]) * 0.3 * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(pcm.T.reshape(1, -1).copy(), format="s16", layout="stereo")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
+    def chunks():
+        for start in range(0, total, rate):
+            t = np.arange(start, min(start + rate, total)) / rate
+            yield (np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]) * 0.3 * 32767).astype(np.int16)
+
+    return _write_wav(path, rate, chunks())
 
 
 def read_stage_peak(song: Path) -> None:
     """Worker: ``load_waveform`` alone (44.1 kHz stereo file -> 16 kHz mono); prints its peak and what it keeps,
     over the process's resident size before reading."""
+    import av  # noqa: F401 - the decoder and the resampler are loaded before the baseline: not the song's memory
+    import soxr  # noqa: F401
+
     from singer_core.audio.waveform import load_waveform
 
     def rss() -> float:
