@@ -145,16 +145,15 @@ def measure_full(arch: str, size: int, frames: int, steps: int, frozen_name: str
     from singer_core.config import NetConfig
     from singer_core.models.reference_bank import BANK_DTYPE
     from singer_core.pipeline.vae_loading import SD_VAE_CONFIG
-    from singer_core.precision import DTYPES
     from singer_core.train.config import load_config
-    from singer_core.train.loop import _make_optimizer, make_batch
+    from singer_core.train.loop import _frozen_dtype, _make_optimizer, make_batch
     from singer_core.train.model import enable_gradient_checkpointing, hold_frozen, select_trainable
     from singer_core.train.objective import SingerTrainingStep, StepDraws, training_scheduler
 
     mixed = "no" if frozen_name == "fp32" else frozen_name  # 16-bit frozen weights: that format's autocast
     config = load_config("official", None, [f"data.size={size}", f"data.frames={frames}",
                                             f"model.frozen_dtype={frozen_name}", f"train.mixed_precision={mixed}"])
-    frozen = DTYPES[frozen_name]
+    frozen = _frozen_dtype(config, mixed)  # the trainer's rule
     device = torch.device(device_name)
     cuda = device.type == "cuda"
     if arch == "singer":
