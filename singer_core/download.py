@@ -248,15 +248,16 @@ def _hub_errors() -> tuple:
 
 
 def _endpoint() -> str:
+    """``HF_ENDPOINT`` as it is when the download runs (huggingface_hub reads it once, at import)."""
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
 
 
 def _offline_check() -> None:
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         raise OfflineError("Offline mode is on (HF_HUB_OFFLINE is set), so no model file can be fetched. Unset "
                            f"HF_HUB_OFFLINE to download, or place the files by hand ({MANUAL_ROUTE}).")
 
@@ -471,8 +472,7 @@ def _is_http_error(error: BaseException) -> bool:
 
 
 def _interrupted(item: Planned, error: BaseException) -> DownloadError:
-    if isinstance(error, _hub_errors()) and _partial_size(item) == 0:
-        return explain(error, item.remote.repo, f"{item.remote.path} ({item.remote.repo})")
+    """The Hub answered the listing, so a transfer that fails is interrupted, not unreachable: say it resumes."""
     return DownloadInterruptedError(
         f"The download of {item.remote.path} from {item.remote.repo} stopped after {_size(_partial_size(item))} of "
         f"{_size(item.remote.size)} ({error}). The partial file is kept (never loaded): run the download again to "
