@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +41,7 @@ class HubFaults:
     corrupt: set[str] = field(default_factory=set)  # served with the same size, one byte changed
     stall_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the transfer stalls
     listed_size: dict[str, int] = field(default_factory=dict)  # path -> size the listing claims
+    throttle: dict[str, int] = field(default_factory=dict)  # path -> bytes per second (a slow transfer)
     release: threading.Event = field(default_factory=threading.Event)  # ends every stall
 
 
@@ -210,16 +212,22 @@ def _handler(hub: FakeHub):
                 return  # the connection closes short: the client sees a truncated body
             self._send(path, data[start:])
 
-        def _send(self, path: str, chunk: bytes) -> None:
-            self.wfile.write(chunk)
-            self.wfile.flush()
-            with hub.lock:
-                hub.served[path] = hub.served.get(path, 0) + len(chunk)
+        def _send(self, path: str, data: bytes) -> None:
+            rate = hub.faults.throttle.get(path)
+            piece = max(rate // 10, 1) if rate else len(data) or 1
+            for start in range(0, len(data), piece):
+                chunk = data[start:start + piece]
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                with hub.lock:
+                    hub.served[path] = hub.served.get(path, 0) + len(chunk)
+                if rate and hub.faults.throttle.get(path):
+                    time.sleep(0.1)
 
     return Handler
 
 
-def tiny_hub_repos(work: Path) -> dict[str, dict[str, bytes]]:
+def tiny_hub_repos(work: Path, comfy_vae: bool = False) -> dict[str, dict[str, bytes]]:
     """The two official repositories in their own layout, holding the test suite's tiny models (plus files of
     theirs the pack does not need). The SINGER net is our tiny ``.safetensors`` (its tiny architecture in the
     metadata) under a folder, so the listing decides where it is; the VAE file carries its tiny config."""
@@ -231,7 +239,12 @@ def tiny_hub_repos(work: Path) -> dict[str, dict[str, bytes]]:
 
     write_tiny_singer_checkpoint(work / "singer" / "net.safetensors")
     write_tiny_singer_checkpoint(work / "hallo" / "net.pth", kind="hallo", fmt="pth")
-    write_single_file(work / "vae" / "diffusion_pytorch_model.safetensors")
+    if comfy_vae:
+        from tests.tiny_models.comfy_vae import write_sd_vae
+
+        write_sd_vae(work / "vae" / "diffusion_pytorch_model.safetensors")
+    else:
+        write_single_file(work / "vae" / "diffusion_pytorch_model.safetensors")
     write_tiny_wav2vec_folder(work / "wav2vec")
     write_antelopev2(work / "face")
     write_tiny_mdx_onnx(work / "separator" / "Kim_Vocal_2.onnx", dim_t=32)
