@@ -10,6 +10,8 @@ extension inside ComfyUI.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from singer_core.layout import (
 
 __all__ = ["AUDIO_SEPARATOR", "FACE_MODELS_SUBDIR", "INSIGHTFACE", "SINGER", "VAE", "WAV2VEC2", "ModelFolder"]
 PACK_FOLDERS = (SINGER, WAV2VEC2, INSIGHTFACE, AUDIO_SEPARATOR)
+PACK_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,13 @@ def missing_models(models_dir: Path) -> list[RequiredModel]:
     return [req for req in REQUIRED_MODELS if not _has_match(Path(models_dir) / req.folder.name, req)]
 
 
+def download_command(models_dir: Path, python: str | None = None) -> str:
+    """The one command that fetches every model file into ``models_dir`` (``singer_core.download``)."""
+    python = python or sys.executable
+    return (f"cd {shlex.quote(str(PACK_ROOT))} && {shlex.quote(python)} -m singer_core download "
+            f"--models {shlex.quote(str(models_dir))}")
+
+
 def missing_model_report(models_dir: Path) -> str:
     missing = missing_models(models_dir)
     if not missing:
@@ -115,4 +125,7 @@ def missing_model_report(models_dir: Path) -> str:
     for req in missing:
         note = " [optional]" if req.optional else ""
         lines.append(f"  {Path(models_dir) / req.folder.name / req.suggested}{note}\n      from: {req.source}")
+    lines.append("Fetch them all (official Hugging Face repositories, resumable, verified; licences shown first):\n"
+                 f"  {download_command(models_dir)}\n"
+                 "  or in ComfyUI: queue the node 'SINGER Download Models', then refresh (R).")
     return "\n".join(lines)

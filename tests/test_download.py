@@ -279,3 +279,16 @@ def test_a_digest_is_what_the_hub_lists(tmp_path):
     path.write_bytes(b"hello\n")
     assert file_digest(path, "sha256") == hashlib.sha256(b"hello\n").hexdigest()
     assert file_digest(path, "git-sha1") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+
+
+def test_the_command_serve_prints_fetches_every_missing_model(repos, hub_env, tmp_path):
+    from nodes.model_paths import download_command, missing_model_report
+
+    hub_env(repos)
+    models = tmp_path / "comfy models"  # a space: the printed command must quote it
+    report = missing_model_report(models)
+    command = download_command(models)
+    assert command in report
+    run = subprocess.run(command, shell=True, env=dict(os.environ), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert missing_model_report(models) == "All SINGER model files are in place."
