@@ -163,6 +163,24 @@ def test_a_download_killed_mid_file_resumes_and_verifies(repos, hub_env, tmp_pat
     assert hub.served["hallo/net.pth"] == len(net) + chunk // 2  # only the half chunk lost in the kill is sent again
 
 
+def test_a_stalled_transfer_says_it_resumes(repos, hub_env, tmp_path):
+    from huggingface_hub import constants
+
+    chunk = constants.DOWNLOAD_CHUNK_SIZE
+    hallo = {**repos["fudan-generative-ai/hallo"], "hallo/net.pth": os.urandom(2 * chunk)}
+    hub_env({**repos, "fudan-generative-ai/hallo": hallo}, HubFaults(stall_after={"hallo/net.pth": chunk + 1000}))
+    models = tmp_path / "models"
+    env = dict(os.environ, HF_HUB_DOWNLOAD_TIMEOUT="1")  # the client's read timeout, read at its import
+    run = subprocess.run([sys.executable, "-m", "singer_core", "download", "--models", str(models), "--only", "hallo"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert "The download of hallo/net.pth from fudan-generative-ai/hallo stopped after 10.5 MB of 21.0 MB" in run.stderr
+    assert "run the download again to resume it" in run.stderr
+    (partial,) = (models / "singer" / STATE_DIR).glob("*.incomplete")
+    assert partial.stat().st_size == chunk
+    assert not (models / "singer" / "hallo_net.pth").exists()
+
+
 def test_a_corrupted_download_is_removed_and_not_used(repos, hub_env, tmp_path, capsys):
     hub_env(repos, HubFaults(corrupt={SEPARATOR}))
     models = tmp_path / "models"
