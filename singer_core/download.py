@@ -21,12 +21,14 @@ moved to its final name only after its size and hash match the Hub's metadata.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -450,7 +452,7 @@ def fetch(item: Planned, on_bytes: Callable[[int], None] = lambda n: None) -> No
     url = hf_hub_url(remote.repo, remote.path, revision=remote.commit, endpoint=_endpoint())
     on_bytes(resume)
     try:
-        with open(item.partial, "ab") as handle:
+        with _exclusive(item), open(item.partial, "ab") as handle:
             file_download.http_get(url, _CountingFile(handle, on_bytes), resume_size=resume, headers=build_hf_headers(),
                                    expected_size=remote.size, displayed_filename=item.target)
     except DownloadError:
@@ -458,11 +460,34 @@ def fetch(item: Planned, on_bytes: Callable[[int], None] = lambda n: None) -> No
     except Exception as error:
         if _is_http_error(error):
             raise explain(error, remote.repo, f"{remote.path} ({remote.repo})") from error
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise DiskSpaceError(f"The disk of {item.root} filled up while fetching {remote.path} "
+                                 f"({_size(_partial_size(item))} of {_size(remote.size)} kept): free "
+                                 f"{_size(remote.size - _partial_size(item))} or more and run the download again "
+                                 "(it resumes).") from error
         if "Consistency check failed" not in str(error):  # that one: verify_and_place names the mismatch
             if not isinstance(error, (*_hub_errors(), OSError)):
                 raise  # a host's cancel: the partial file stays for the next run
             raise _interrupted(item, error) from error
     verify_and_place(item)
+
+
+@contextmanager
+def _exclusive(item: Planned):
+    """One writer per partial file (a second download of the same file, from the node or another command, is
+    refused instead of appending to it). ``filelock`` is huggingface_hub's own lock."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(item.partial) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as error:
+        raise DownloadError(f"{item.remote.path} is already being downloaded into {item.root} by another run; wait "
+                            "for it to finish.") from error
+    try:
+        yield
+    finally:
+        lock.release()  # the empty .lock file stays in the hidden folder, as huggingface_hub leaves its own
 
 
 def _is_http_error(error: BaseException) -> bool:
@@ -554,28 +579,36 @@ def download(groups: Sequence[str], folder_of: FolderOf, revision: str | None = 
     progress.log(licence_notice(groups))
     _offline_check()
     report = Report()
-    todo = []
+    todo, to_convert = [], []
     for item in plan(groups, folder_of, revision, report):
-        converted = _converted(item) if fp16 and item.group == "singer" else None
-        if converted is not None and _is_converted_from(converted, item):
-            report.outcomes.append(Outcome(item.group, str(converted), "present"))
-        elif converted is None and is_present(item):
+        converts = fp16 and item.group == "singer"
+        if converts and _is_converted_from(_converted(item), item):
+            report.outcomes.append(Outcome(item.group, str(_converted(item)), "present"))
+        elif converts and is_present(item):
+            to_convert.append(item)  # fetched by an earlier run without --fp16-safetensors
+        elif is_present(item):
             report.outcomes.append(Outcome(item.group, str(item.path), "present"))
         else:
             todo.append(item)
     check_free_space(todo, {item.path: item.remote.size // 2 for item in todo if fp16 and item.group == "singer"})
-    progress.start(sum(item.remote.size - _partial_size(item) for item in todo))
+    progress.start(sum(item.remote.size for item in todo))
     for item in todo:
         try:
-            if not is_present(item):
-                fetch(item, progress.advance)
-            target = item.path if not (fp16 and item.group == "singer") else convert_to_fp16(item)
-        except (OfflineError, DownloadInterruptedError):
+            fetch(item, progress.advance)
+        except (OfflineError, DiskSpaceError, DownloadInterruptedError):
             raise
         except DownloadError as error:
             report.outcomes.append(Outcome(item.group, str(item.path), "failed", str(error)))
             continue
-        report.outcomes.append(Outcome(item.group, str(target), "fetched"))
+        if fp16 and item.group == "singer":
+            to_convert.append(item)
+        else:
+            report.outcomes.append(Outcome(item.group, str(item.path), "fetched"))
+    for item in to_convert:
+        try:
+            report.outcomes.append(Outcome(item.group, str(convert_to_fp16(item)), "fetched"))
+        except DownloadError as error:
+            report.outcomes.append(Outcome(item.group, str(item.path), "failed", str(error)))
     return report
 
 

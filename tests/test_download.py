@@ -310,3 +310,29 @@ def test_the_command_serve_prints_fetches_every_missing_model(repos, hub_env, tm
     run = subprocess.run(command, shell=True, env=dict(os.environ), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert missing_model_report(models) == "All SINGER model files are in place."
+
+
+def test_a_second_download_of_the_same_file_is_refused_while_one_runs(repos, hub_env, tmp_path, capsys):
+    from filelock import FileLock
+
+    from singer_core.download import Report as DownloadReport
+    from singer_core.download import models_root_folders, plan
+
+    hub_env(repos)
+    models = tmp_path / "models"
+    (item,) = plan(["separator"], models_root_folders(models), None, DownloadReport())
+    item.partial.parent.mkdir(parents=True)
+    with FileLock(str(item.partial) + ".lock"):  # what a running download holds
+        assert download(models, "--only", "separator") == 1
+    assert "is already being downloaded" in capsys.readouterr().out
+    assert download(models, "--only", "separator") == 0
+
+
+def test_fp16_after_a_plain_download_converts_without_fetching_again(repos, hub_env, tmp_path, capsys):
+    hub = hub_env(repos)
+    models = tmp_path / "models"
+    assert download(models, "--only", "singer") == 0
+    fetched = len(hub.downloads())
+    assert download(models, "--only", "singer", "--fp16-safetensors") == 0
+    assert len(hub.downloads()) == fetched
+    assert files_under(models) == {"singer/singer_net_fp16.safetensors"}
