@@ -85,7 +85,8 @@ def register_model_folders() -> None:
     """Register the pack's folders under ComfyUI's models dir (creates nothing on disk).
 
     A folder the user already configured (extra_model_paths.yaml) keeps its
-    paths; ours is added as the default and our file types are merged in.
+    paths first (so it is also where *SINGER Download Models* writes); ours is
+    added after them and our file types are merged in.
     """
     import folder_paths
 
@@ -96,7 +97,7 @@ def register_model_folders() -> None:
             continue
         paths, extensions = folder_paths.folder_names_and_paths[folder.name]
         if default_path not in paths:
-            paths.insert(0, default_path)
+            paths.append(default_path)
         merged = set(extensions) | folder.extensions
         folder_paths.folder_names_and_paths[folder.name] = (paths, merged)
 

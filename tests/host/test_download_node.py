@@ -66,7 +66,12 @@ def test_download_node_fetches_cancels_resumes_then_the_workflow_runs(tmp_path, 
         shutil.copy(DATA / "0001.png", base_dir / "input" / "0001.png")
         audio = _excerpt(base_dir / "input")
         models = base_dir / "models"
-        server = comfy_host.ComfyServer(comfy_host.install(), base_dir, log_path=tmp_path / "comfyui.log")
+        # extra_model_paths.yaml with is_default: the VAE (ComfyUI's folder) and the net (the pack's) go there
+        extra = tmp_path / "extra models"
+        config = tmp_path / "extra_model_paths.yaml"
+        config.write_text(f"elsewhere:\n  base_path: {extra}\n  is_default: true\n  vae: vae\n  singer: singer\n")
+        server = comfy_host.ComfyServer(comfy_host.install(), base_dir, log_path=tmp_path / "comfyui.log",
+                                        extra_args=("--extra-model-paths-config", str(config)))
         with server.start(timeout=240):
             try:
                 download = Prompt()
@@ -75,7 +80,7 @@ def test_download_node_fetches_cancels_resumes_then_the_workflow_runs(tmp_path, 
                 # 1. Cancel while the VAE is coming: the partial file stays, nothing is placed under its name
                 with ServerEvents(server) as events:
                     prompt_id = events.submit(download.api())
-                    partials = models / "vae" / ".cache" / "singer-download"
+                    partials = extra / "vae" / ".cache" / "singer-download"
                     deadline = time.monotonic() + 180
                     while not any(p.stat().st_size > 0 for p in partials.glob("*.incomplete")):
                         assert time.monotonic() < deadline, "the VAE download never started"
@@ -87,8 +92,8 @@ def test_download_node_fetches_cancels_resumes_then_the_workflow_runs(tmp_path, 
                 (partial,) = partials.glob("*.incomplete")
                 kept = partial.stat().st_size
                 assert 0 < kept < len(vae_bytes)
-                assert not (models / "vae" / "sd-vae-ft-mse.safetensors").exists()
-                assert (models / "singer" / "singer_net.safetensors").is_file()  # fetched before the cancel
+                assert not (extra / "vae" / "sd-vae-ft-mse.safetensors").exists()
+                assert (extra / "singer" / "singer_net.safetensors").is_file()  # fetched before the cancel
                 # the partial file is offered by no loader
                 options = server.get("/object_info/VAELoader")["VAELoader"]["input"]["required"]["vae_name"][0]
                 assert not any("incomplete" in name or ".cache" in name for name in options), options
@@ -101,8 +106,11 @@ def test_download_node_fetches_cancels_resumes_then_the_workflow_runs(tmp_path, 
                 assert "NON-COMMERCIAL RESEARCH USE ONLY" in report
                 ranges = [r for method, path, r in hub.requests if method == "GET" and path.startswith("/cdn/") and r]
                 assert f"bytes={kept}-" in ranges, ranges
-                assert (models / "vae" / "sd-vae-ft-mse.safetensors").read_bytes() == vae_bytes
-                assert all((models / name).is_file() for name in FETCHED)
+                assert (extra / "vae" / "sd-vae-ft-mse.safetensors").read_bytes() == vae_bytes
+                assert all((extra if name.startswith(("vae/", "singer/")) else models).joinpath(name).is_file()
+                           for name in FETCHED)
+                assert not (models / "vae").exists() or not list((models / "vae").iterdir())
+                assert not (models / "singer").exists()
                 # 3. The shipped workflow on the fetched files (64 px, 1 step, the full-size VAE)
                 prompt = workflow_to_api(json.loads((REPO / "workflows" / "singer.json").read_text()),
                                          server.object_info())
