@@ -667,11 +667,44 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``download``: 0 when every file is in place, 1 when one failed (the summary says why)."""
     groups = parse_only(args.only)
+    bar = _TotalBar()
     try:
-        report = download(groups, models_root_folders(args.models), args.revision, fp16=args.fp16_safetensors)
+        report = download(groups, models_root_folders(args.models), args.revision, bar.progress(),
+                          fp16=args.fp16_safetensors)
     except KeyboardInterrupt:
+        bar.close()
         print("\ninterrupted: the partial file is kept (never loaded); run the same command again to resume.",
               file=sys.stderr)
         return 130
+    finally:
+        bar.close()
     print(report.summary())
     return 1 if report.failed else 0
+
+
+class _TotalBar:
+    """One tqdm bar over every byte still to fetch (huggingface_hub's own per-file bars are turned off)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def progress(self) -> Progress:
+        from huggingface_hub.utils import disable_progress_bars
+        from tqdm import tqdm
+
+        disable_progress_bars()
+
+        def start(total: int) -> None:
+            if total:
+                self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="downloading")
+
+        def advance(n: int) -> None:
+            if self.bar is not None:
+                self.bar.update(n)
+
+        return Progress(start=start, advance=advance, log=print)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -81,7 +81,9 @@ def test_fresh_fetch_lands_where_the_loaders_look_then_generates(repos, hub_env,
     hub = hub_env(repos)
     models = tmp_path / "models"
     assert download(models) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "downloading: 100%" in captured.err  # the progress bar over every byte
     for group in GROUPS:  # the licence and origin of every group fetched, before anything else
         if group.default:
             assert group.licence in out.split("Summary")[0]
