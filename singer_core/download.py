@@ -139,7 +139,8 @@ GROUPS = (
     ModelGroup(
         "singer", "SINGER net (net.pth)", SINGER_REPO,
         "huggingface.co/yl2333/SINGER, by the SINGER authors (github.com/yl4467/singer)",
-        "no licence published with the weights or the code: research use; ask the authors for anything else",
+        "no licence file in the authors' code (github.com/yl4467/singer); check the model card: research use, ask "
+        "the authors for anything else",
         pick_singer_net,
     ),
     ModelGroup(
@@ -165,7 +166,7 @@ GROUPS = (
     ModelGroup(
         "separator", "vocal separator Kim_Vocal_2 (optional)", HALLO_REPO,
         "huggingface.co/fudan-generative-ai/hallo, audio_separator/ (an MDX-Net model of Ultimate Vocal Remover)",
-        "distributed with Ultimate Vocal Remover (MIT); no separate licence for the weights",
+        "weights distributed with Ultimate Vocal Remover (MIT-licensed software); no licence stated for the weights",
         lambda listing: [_one(listing, f"audio_separator/{SEPARATOR_FILE}", AUDIO_SEPARATOR, SEPARATOR_FILE)],
     ),
     ModelGroup(
