@@ -338,3 +338,14 @@ def test_fp16_after_a_plain_download_converts_without_fetching_again(repos, hub_
     assert download(models, "--only", "singer", "--fp16-safetensors") == 0
     assert len(hub.downloads()) == fetched
     assert files_under(models) == {"singer/singer_net_fp16.safetensors"}
+
+
+def test_revision_pins_the_commit_and_an_unknown_one_is_named(repos, hub_env, tmp_path, capsys):
+    hub = hub_env(repos)
+    commit = hub.commit("fudan-generative-ai/hallo")
+    assert download(tmp_path / "a", "--only", "separator", "--revision", commit) == 0
+    assert any(f"/resolve/{commit}/audio_separator/" in path for _, path, _ in hub.requests)
+    capsys.readouterr()
+    assert download(tmp_path / "b", "--only", "separator", "--revision", "v9") == 1
+    out = capsys.readouterr().out
+    assert "the file list of fudan-generative-ai/hallo at revision v9 was not found on the Hub" in out
