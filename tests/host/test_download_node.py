@@ -57,7 +57,7 @@ def test_download_node_fetches_cancels_resumes_then_the_workflow_runs(tmp_path, 
     comfy_host = load_comfy_host()
     repos = tiny_hub_repos(tmp_path / "hub_files", comfy_vae=True)
     vae_bytes = repos["fudan-generative-ai/hallo"][VAE]
-    faults = HubFaults(throttle={VAE: 40_000_000})  # ~4 s for the 167 MB VAE: time to press Cancel
+    faults = HubFaults(throttle={VAE: 20_000_000})  # ~8 s for the 167 MB VAE: time to press Cancel
     with FakeHub(repos, faults) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
