@@ -54,7 +54,7 @@ class FakeHub:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.served: dict[str, int] = {}  # path in repo -> body bytes sent
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -78,6 +78,15 @@ class FakeHub:
     def downloads(self) -> list[str]:
         """Paths of the file transfers (GET of content) requested so far."""
         return [p for method, p, _ in self.requests if method == "GET" and ("/resolve/" in p or "/cdn/" in p)]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that goes away mid-transfer (killed, cancelled) is part of the tests, not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def is_lfs(path: str) -> bool:
