@@ -25,6 +25,7 @@ from comfy_api.latest import Input, InputImpl, Types, io
 from singer_core.errors import InputError
 from singer_core.video_io import Encoding, VideoWriter, frame_rate
 
+from .compat import expert
 from .devices import check_interrupted
 
 TILE_OVERLAP_FRACTION = 4  # overlap = tile / 4, ComfyUI's own default ratio
@@ -62,11 +63,11 @@ def _source_inputs() -> list:
 def _decode_inputs() -> list:
     """How the latents are decoded (batch, tiling): the same options on both decode nodes."""
     return [
-        io.Int.Input("batch_size", default=8, min=1, max=256,
+        io.Int.Input("batch_size", default=8, min=1, max=256, **expert(io.Int.Input),
                      tooltip="Frames decoded at once; lower it if the GPU runs out of memory."),
-        io.Boolean.Input("tiled", default=False,
+        io.Boolean.Input("tiled", default=False, **expert(io.Boolean.Input),
                          tooltip="Decode each frame in overlapping tiles (for large frames on small GPUs)."),
-        io.Int.Input("tile_size", default=512, min=128, max=4096, step=64,
+        io.Int.Input("tile_size", default=512, min=128, max=4096, step=64, **expert(io.Int.Input),
                      tooltip="Tile edge in pixels when 'tiled' is on (tiles overlap by a quarter)."),
     ]
 
