@@ -114,7 +114,8 @@ class SingerDecodeVideo(io.ComfyNode):
                                tooltip="The song (e.g. from Load Audio), muxed in and cut to the video's length."),
                 *_decode_inputs(),
             ],
-            outputs=[io.Video.Output(display_name="video", tooltip="Decoded and encoded batch by batch when saved.")],
+            outputs=[io.Video.Output(display_name="video", tooltip="Decoded and encoded batch by batch when saved, in "
+                                     "any container/codec Save Video offers; trim, crop and resize stay lazy.")],
         )
 
     @classmethod

@@ -91,11 +91,32 @@ PLAIN_CHECK = textwrap.dedent(
     cls = video.LatentVideo
     own = lambda name: any(name in k.__dict__ for k in cls.__mro__[: cls.__mro__.index(Input.Video)])
     report = {"missing": [n for n in facts["methods"] if not own(n)], "unbindable": {}}
-    def batches(start, stop):
+    def batches(start, stop):  # frame i is the grey i / 100
         for first in range(start, stop, 4):
-            yield torch.full((min(4, stop - first), 32, 32, 3), first / 100)
+            index = torch.arange(first, min(first + 4, stop), dtype=torch.float32)
+            yield (index / 100)[:, None, None, None].expand(-1, 32, 32, 3).contiguous()
     source = video.FrameSource(batches=batches, frame_count=50, output_size=(32, 32), rate=Fraction(25))
     clip = cls(source)
+    trimmed = clip.as_trimmed(0.5, 1.0).as_trimmed(0.2, 0.0)
+    report["trimmed_frames"] = [round(float(v) * 100) for v in trimmed.get_components().images[:, 0, 0, 0]]
+    def pad(batch):  # a frame transform that changes the size (as pasting into a larger photo does)
+        return torch.nn.functional.pad(batch.movedim(-1, 1), (8, 8, 4, 4)).movedim(1, -1)
+    framed = video.FrameSource(batches=batches, frame_count=50, output_size=(48, 40), rate=Fraction(25),
+                               frame_transform=pad)
+    buffer = io.BytesIO()
+    cls(framed).as_cropped(0, 0, 40, 40).save_to(buffer, format="mkv")
+    buffer.seek(0)
+    import av
+    with av.open(buffer) as opened:
+        stream = opened.streams.video[0]
+        report["transformed"] = [stream.codec_context.width, stream.codec_context.height,
+                                 sum(1 for _ in opened.decode(video=0))]
+    try:
+        cls(video.FrameSource(batches=batches, frame_count=50, output_size=(32, 32), rate=Fraction(25),
+                              frame_transform=pad)).save_to(io.BytesIO(), format="mp4")
+        report["wrong_size"] = "saved"
+    except Exception as error:
+        report["wrong_size"] = type(error).__name__
     calls = {"save_to": ((io.BytesIO(),), {k: None for k in facts["save_to"]}), **facts["edits"]}
     for name, (args, kwargs) in calls.items():
         try:
@@ -121,7 +142,8 @@ PLAIN_CHECK = textwrap.dedent(
 
 def test_our_video_class_implements_the_0381_interface():
     """Plain Python in the host's ComfyUI: every 0.38.1 method is our own (no whole-video default), every
-    save_to keyword and edit call binds, sRGB-only, the crop rule, and a newer abstract method is delegated."""
+    save_to keyword and edit call binds, sRGB-only, the crop rule, a newer abstract method is delegated; trims
+    compose, and a frame_transform with its output size is what is saved (a wrong declared size is refused)."""
     comfy_dir = load_comfy_host().install()
     facts = {"methods": [*ABSTRACT_METHODS, *DEFAULT_METHODS], "save_to": SAVE_TO_KEYWORDS,
              "edits": {k: [list(a), kw] for k, (a, kw) in EDIT_CALLS.items()}, "crop_rule": CROP_RULE}  # fmt: skip
@@ -134,6 +156,8 @@ def test_our_video_class_implements_the_0381_interface():
     assert report["crop_rule"] == [list(expected or []) for _, expected in CROP_RULE]
     assert report["hdr"].startswith("InputError") and "sRGB" in report["hdr"]
     assert report["newer_abstract"] == [] and "VideoFromFile.as_flipped" in report["newer_delegates"]
+    assert report["trimmed_frames"] == list(range(18, 38))  # [0.5 s, 1.5 s) then from 0.2 s on: frames 18..37
+    assert report["transformed"] == [40, 40, 50] and report["wrong_size"] == "InputError"
 
 
 # ------------------------------------------------------------------------------------------ in the server
