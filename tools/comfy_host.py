@@ -87,8 +87,21 @@ def shared_dir() -> Path:
     return Path(os.environ.get("SINGER_SHARED") or REPO_ROOT.parent / "shared").resolve()
 
 
+class HostUnavailable(RuntimeError):
+    """A host cannot be built here: its source is missing (the message names the file)."""
+
+
 def archive_028() -> Path:
     return shared_dir() / COMFY_028_ARCHIVE
+
+
+def require_archive_028() -> Path:
+    """The 0.28.2 source archive; ``HostUnavailable`` naming it when it is not there (a user's checkout)."""
+    archive = archive_028()
+    if not archive.is_file():
+        raise HostUnavailable(f"the ComfyUI {COMFY_028_VERSION} host needs ../shared/{COMFY_028_ARCHIVE} beside the "
+                              f"repository ({archive} not found; SINGER_SHARED sets the shared folder)")
+    return archive
 
 
 def comfy_dir_of(host_dir: Path) -> Path:
@@ -235,10 +248,6 @@ def install(host_dir: Path | None = None, force: bool = False) -> Path:
 # --------------------------------------------------------------------------- the 0.28.2 host
 
 
-class HostUnavailable(RuntimeError):
-    """A host cannot be built here: its source is missing (the message names the file)."""
-
-
 @dataclass(frozen=True)
 class Host:
     """An installed ComfyUI: its source tree and the Python that runs its server."""
@@ -310,10 +319,7 @@ def install_028(host_dir: Path | None = None, force: bool = False, with_pack: bo
     ``with_pack=False`` leaves the pack's requirements out (what the Manager-install check starts from).
     """
     host_dir = (host_dir or default_host_dir_028()).resolve()
-    archive = archive_028()
-    if not archive.is_file():
-        raise HostUnavailable(f"ComfyUI {COMFY_028_VERSION} host needs {archive} (not found; set SINGER_SHARED "
-                              f"to the folder holding comfyui/{COMFY_028_ARCHIVE.name})")
+    archive = require_archive_028()
     comfy_dir, python = comfy_dir_of(host_dir), venv_python(host_dir)
     base_mark, pack_mark = host_dir / ".installed", host_dir / ".pack-installed"
     stamp = _stamp_028(host_dir, archive, with_pack)

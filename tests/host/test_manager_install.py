@@ -59,8 +59,10 @@ def test_pack_installs_and_runs_with_latest_setuptools_and_without_setuptools(tm
 def test_pack_installs_and_runs_on_comfyui_0_28_2(tmp_path):
     """One scenario on 0.28.2: what depends on the host (its pins resolved with ours, the pack loading, the
     workflow) is covered by it; setuptools' absence is the pack's own matter, checked on 0.3.75 above."""
-    archive = load_comfy_host().archive_028()
-    if not archive.is_file():
-        pytest.skip(f"ComfyUI 0.28.2 host needs {archive} (not found)")
+    comfy_host = load_comfy_host()
+    try:
+        comfy_host.require_archive_028()
+    except comfy_host.HostUnavailable as missing:
+        pytest.skip(str(missing))
     (report,) = _check(tmp_path, "0.28.2", ("latest-setuptools",))
     assert int(report["setuptools"].split(".")[0]) >= 81 and report["pkg_resources"] is False
