@@ -561,6 +561,17 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get("/object_info")
 
+    def queue(self, prompt: dict) -> tuple[str | None, dict]:
+        """Queue an API-format prompt: its id (None when refused) and the ``node_errors`` of validation.
+
+        Both can come together: ComfyUI runs the outputs whose nodes passed validation and ignores the others.
+        """
+        body = {"prompt": prompt, "client_id": uuid.uuid4().hex}
+        status, payload = self._request("POST", "/prompt", body, 30.0)
+        if status != 200 or "prompt_id" not in payload:
+            return None, payload.get("node_errors", {}) or {"": payload}
+        return payload["prompt_id"], payload.get("node_errors") or {}
+
     def submit(self, prompt: dict) -> str:
         """Queue an API-format prompt; return its id. A prompt that fails validation raises PromptRejected."""
         body = {"prompt": prompt, "client_id": uuid.uuid4().hex}

@@ -65,14 +65,20 @@ class Refusal:
 
 
 def run_refused(comfy_server, prompt, timeout: float = 120.0) -> Refusal:
-    """Queue a prompt that must be refused, one way or the other; return how."""
+    """Queue a prompt that must be refused, one way or the other; return how.
+
+    A node that fails validation is refused even when the prompt is queued for the outputs that do not depend
+    on it (ComfyUI answers with a prompt id and ``node_errors``; those outputs are still run here, to the end).
+    """
     api = prompt.api() if hasattr(prompt, "api") else prompt
-    try:
-        outcome = comfy_server.run(api, timeout=timeout)
-    except load_comfy_host().PromptRejected as rejected:
-        ((_, node),) = rejected.node_errors.items()
+    prompt_id, node_errors = comfy_server.queue(api)
+    if node_errors:
+        if prompt_id is not None:
+            comfy_server.wait(prompt_id, timeout=timeout)
+        ((_, node),) = node_errors.items()
         message = "; ".join(f"{error['message']}: {error['details']}" for error in node["errors"])
         return Refusal("validation", node["class_type"], "", message)
+    outcome = comfy_server.wait(prompt_id, timeout=timeout)
     assert outcome.status == "error", f"the prompt was not refused: {outcome.status}"
     assert comfy_server.alive()
     return Refusal("execution", outcome.error.node_type, outcome.error.exception_type, outcome.error.message)
