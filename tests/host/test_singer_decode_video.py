@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.host.harness import ON_BOTH_HOSTS
 from tests.host.test_singer_workflow import FPS, SIZE, _fast_workflow, _id, _saved_video, _song_seconds
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 REPLACED = ("SaveVideo", "CreateVideo", "SingerVideoDecode", "SingerDecodeVideo", "PreviewImage", "SaveImage")
 
