@@ -22,11 +22,11 @@ from fractions import Fraction
 import av
 import pytest
 
-from tests.host.harness import REPO_ROOT, load_comfy_host
+from tests.host.harness import ON_BOTH_HOSTS, REPO_ROOT, load_comfy_host
 from tests.host.test_singer_decode_video import REPLACED, _output_slot
 from tests.host.test_singer_workflow import FPS, SIZE, _fast_workflow, _id, _saved_video, _song_seconds
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 # ---------------------------------------------------------------------------------------------- 0.38.1's facts
 COMFYUI_0381 = "20ca544ee0436721d8eb5f544665e490609f72c8"  # comfyui_version.py / pyproject.toml: "0.38.1"
