@@ -11,9 +11,12 @@ import torch
 from comfy_api.latest import Input, Types, io
 
 from singer_core.errors import InputError
+from singer_core.pipeline.paste import DEFAULT_BAND
 from singer_core.video_io import VideoWriter, frame_rate
 
 from .devices import check_interrupted
+from .paste import band_input, color_match_input, compositor
+from .sockets import SingerReferenceSocket
 
 TILE_OVERLAP_FRACTION = 4  # overlap = tile / 4, ComfyUI's own default ratio
 
@@ -100,19 +103,31 @@ class SingerDecodeVideo(io.ComfyNode):
                 io.Audio.Input("audio", optional=True,
                                tooltip="The song (e.g. from Load Audio), muxed in and cut to the video's length."),
                 *_decode_inputs(),
+                SingerReferenceSocket.Input(
+                    "reference", optional=True,
+                    tooltip="Connect the reference to get the whole photo: each batch is pasted back into it (at the "
+                    "photo's size, even-rounded) while it is encoded. Memory: batch_size frames at the photo's size.",
+                ),
+                band_input("paste_band", optional=True),
+                color_match_input("paste_color_match", optional=True),
             ],
             outputs=[io.Video.Output(display_name="video", tooltip="Decoded and encoded batch by batch when saved.")],
         )
 
     @classmethod
     def execute(cls, vae, latent: dict, fps: float = 25.0, audio: dict | None = None, batch_size: int = 8,
-                tiled: bool = False, tile_size: int = 512):  # fmt: skip
+                tiled: bool = False, tile_size: int = 512, reference=None, paste_band: float = DEFAULT_BAND,
+                paste_color_match: bool = False):  # fmt: skip
         samples = _latent_samples(latent)
         _check_batch_size(batch_size)
         if samples.shape[0] < 1:
             raise InputError("The latent holds no frame; connect the SINGER Sampler's latent.")
         song = None if audio is None else _one_song(audio)
-        return io.NodeOutput(LatentVideo(vae, samples, frame_rate(float(fps)), song, batch_size, tiled, tile_size))
+        video = LatentVideo(vae, samples, frame_rate(float(fps)), song, batch_size, tiled, tile_size)
+        if reference is not None:
+            paste = compositor(reference, paste_band, paste_color_match)
+            video.frame_transform, video.size = paste.composite, paste.size
+        return io.NodeOutput(video)
 
 
 def _one_song(audio: dict) -> tuple[torch.Tensor, int]:
@@ -139,10 +154,13 @@ class LatentVideo(Input.Video):
                  batch_size: int = 8, tiled: bool = False, tile_size: int = 512) -> None:  # fmt: skip
         self.vae, self.samples, self.rate, self.song = vae, samples, rate, song
         self.batch_size, self.tiled, self.tile_size = batch_size, tiled, tile_size
+        # Applied to each decoded batch (e.g. the paste back into the photo); ``size`` is then its (width, height).
+        self.frame_transform, self.size = None, None
 
     def frames(self):
         """Decoded ``[n, H, W, 3]`` float32 batches in order (CPU), checking for Cancel between batches."""
-        return _decoded_batches(self.vae, self.samples, self.batch_size, self.tiled, self.tile_size)
+        batches = _decoded_batches(self.vae, self.samples, self.batch_size, self.tiled, self.tile_size)
+        return batches if self.frame_transform is None else map(self.frame_transform, batches)
 
     def save_to(self, path, format=Types.VideoContainer.AUTO, codec=Types.VideoCodec.AUTO, metadata=None):
         """Decode and encode batch by batch into ``path`` (a file path or a writable binary file)."""
@@ -167,6 +185,8 @@ class LatentVideo(Input.Video):
         return Types.VideoComponents(images=images, audio=audio, frame_rate=self.rate)
 
     def get_dimensions(self) -> tuple[int, int]:
+        if self.size is not None:
+            return self.size
         scale = int(self.vae.spacial_compression_decode())
         return self.samples.shape[-1] * scale, self.samples.shape[-2] * scale
 
