@@ -123,7 +123,7 @@ def photo_tensor(photo) -> torch.Tensor:
     """[H, W, 3] float32 of a uint8 HxWx3 array (/ 255, as ComfyUI's Load Image) or of a float IMAGE
     ([H, W, 3] or [1, H, W, 3], kept as it is so the pixels outside the window are the input's own)."""
     if isinstance(photo, np.ndarray) and photo.dtype == np.uint8:
-        tensor = torch.from_numpy(np.ascontiguousarray(photo)).float() / 255.0
+        tensor = torch.tensor(photo).float() / 255.0  # a copy: the array may be read-only (PIL)
     else:
         tensor = torch.as_tensor(photo)
         if not tensor.is_floating_point():
