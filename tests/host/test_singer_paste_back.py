@@ -44,14 +44,14 @@ def _picture(folder, name: str, width: int, height: int, face_box, mask: bool = 
     return photo
 
 
-def _reference(models_dir, photo: np.ndarray, mask_box=None):
+def _reference(models_dir, photo: np.ndarray, mask_box=None, framing: str = "face"):
     """The reference as the command line makes it (tiny face models of the server's models folder)."""
     face_mask = None
     if mask_box is not None:
         face_mask = np.zeros(photo.shape[:2], np.float32)
         face_mask[mask_box[1] : mask_box[3], mask_box[0] : mask_box[2]] = 1
     models = FaceModels.load(models_dir / "insightface" / "models" / "antelopev2")
-    return prepare_reference(photo, models, SIZE, SIZE, face_mask=face_mask)
+    return prepare_reference(photo, models, SIZE, SIZE, face_mask=face_mask, framing=framing)
 
 
 def _outside(reference, width: int, height: int) -> np.ndarray:
@@ -103,10 +103,11 @@ def test_full_frame_workflow_end_to_end(comfy_server, singer_models, models_dir,
     assert shown[outside].mean() < 0.5 * photo[outside].mean()
 
 
+@pytest.mark.parametrize("framing", ["face", "full"])
 def test_paste_back_node_gives_the_command_lines_frames(comfy_server, singer_models, models_dir, input_dir,
-                                                         run_prompt):  # fmt: skip
+                                                         run_prompt, framing):  # fmt: skip
     """The same photo and generated frames: the node's IMAGE (saved as PNG) is bit for bit what the command line's
-    frame stream hands the encoder, and outside the window it is the photo itself."""
+    frame stream hands the encoder, and outside the window it is the photo itself (framing='full': no outside)."""
     photo = _picture(input_dir, "paste_photo.png", 1080, 1920, DETECTED)
     rng = np.random.default_rng(5)
     window = [(rng.random((SIZE, SIZE, 3)) * 255).astype(np.uint8) for _ in range(2)]
@@ -117,19 +118,20 @@ def test_paste_back_node_gives_the_command_lines_frames(comfy_server, singer_mod
     vae = prompt.add("VAELoader", vae_name=singer_models["vae_name"])
     faces = prompt.add("SingerFaceAnalyzerLoader", model_pack=singer_models["model_pack"])
     ref = prompt.add("SingerReferenceEncode", image=Prompt.out(image), vae=Prompt.out(vae),
-                     face_analyzer=Prompt.out(faces), width=SIZE, height=SIZE, face_expand_ratio=1.2, framing="face",
+                     face_analyzer=Prompt.out(faces), width=SIZE, height=SIZE, face_expand_ratio=1.2, framing=framing,
                      face_index=0)  # fmt: skip
     first, second = (prompt.add("LoadImage", image=f"window_{index}.png") for index in range(2))
     frames = prompt.add("ImageBatch", image1=Prompt.out(first), image2=Prompt.out(second))
     pasted = prompt.add("SingerPasteBack", images=Prompt.out(frames), reference=Prompt.out(ref), band=0.15,
                         color_match=True)  # fmt: skip
-    save = prompt.add("SaveImage", images=Prompt.out(pasted), filename_prefix="paste_back/node")
+    save = prompt.add("SaveImage", images=Prompt.out(pasted), filename_prefix=f"paste_back/{framing}")
     outcome = run_prompt(prompt, timeout=300)
     assert outcome.status == "success", outcome.error
     node = np.stack([np.asarray(Image.open(comfy_server.base_dir / "output" / f["subfolder"] / f["filename"]))
                      for f in outcome.outputs[save]["images"]])  # fmt: skip
 
-    reference = _reference(models_dir, photo)
+    reference = _reference(models_dir, photo, framing=framing)
+    assert (reference.crop_box == (0, 0, 1080, 1920)) == (framing == "full")
     paste = session.paste_back(photo, reference, True, 0.15, True)  # what generate --full-frame builds
     generated = torch.from_numpy(np.stack(window)).float() / 255
     cli = np.concatenate([frames_to_uint8(piece) for piece in paste_stream([generated], paste)])
