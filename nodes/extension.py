@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .conditioning import SingerAudioEncode, SingerReferenceEncode
+from .download import SingerDownloadModels
 from .evaluate import SingerEvaluate
 from .loaders import (
     SingerAudioEncoderLoader,
@@ -34,4 +35,5 @@ class SingerExtension(ComfyExtension):
             SingerDecodeVideo,
             SingerPasteBack,
             SingerEvaluate,
+            SingerDownloadModels,
         ]
