@@ -3,7 +3,7 @@ denoising-UNet call (CFG pair), SD 1.5 configuration with random weights (no dow
 
 ``reference`` is a write pass over six distinct rows (what the official code computes for every
 clip); ``reference_next_clip`` is the pass of a later clip of a song, whose reference rows are
-carried over from the previous clip (``RowMemo``, bit-identical) so only the motion-frame rows run.
+carried over from the previous clip (``RowMemo``: their inputs are bit-identical) so only the motion-frame rows run.
 
 Each module is measured in its own fresh subprocess, so the CPU peak RSS (``ru_maxrss`` only ever
 grows within a process) belongs to that module alone; only the module under test is built. One

@@ -376,7 +376,7 @@ class RowResult:
     frames: int | None = None
     seconds: float | None = None  # the whole row: reading, face analysis, audio features, generation, writing
     generate_seconds: float | None = None  # the clips alone (sampling, decoding, encoding): what speed options change
-    frames_sha256: str = ""  # of the generated uint8 frames before encoding: H.264 encoding is not bit-reproducible
+    frames_sha256: str = ""  # of the generated uint8 frames: H.264 is not bit-reproducible, they are on one machine
     error: str = ""
     note: str = ""
     settings: dict = field(default_factory=dict)  # every per-row value the video is made with
@@ -460,7 +460,7 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
     del song  # muxed from its file below
     net, vae = models.net_and_vae(options)
     codec = DiffusersVAECodec(vae, batch_size=args.decode_batch, tiling=args.vae_tiling)
-    digest = hashlib.sha256()  # of the uint8 frames as written: H.264 encoding is not bit-reproducible, they are
+    digest = hashlib.sha256()  # of the uint8 frames as written: H.264 is not bit-reproducible, they are (one machine)
     with tqdm(total=1.0, desc=job.name, leave=False, disable=None, bar_format="{l_bar}{bar}| {elapsed}") as bar:
 
         def on_progress(event) -> None:

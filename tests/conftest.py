@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,19 @@ from safetensors.torch import load_file
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = Path(__file__).parent / "data"
 
-torch.set_num_threads(2)
+# 2 intra-op threads, as the fixtures were made, on every machine (torch's default is the core count, which
+# changes which CPU kernels run and so the last bits); SINGER_TEST_THREADS varies it to check that no test relies
+# on one thread count's bits (docs/numerics.md, "What is exact and what is fp32 rounding").
+TEST_THREADS = int(os.environ.get("SINGER_TEST_THREADS", "2"))
+torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _same_thread_count_in_every_test():
+    """Every test starts with ``TEST_THREADS``: a test (or the code it runs in-process) that changes torch's
+    thread count must not change the kernels, and so the bits, of the tests after it."""
+    torch.set_num_threads(TEST_THREADS)
+    yield
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -28,7 +28,8 @@ def io():
 
 
 def test_waveform_matches_librosa_load(io):
-    """PyAV decode + channel mean == librosa.load(sr=16000) of the stereo 16 kHz example."""
+    """PyAV decode + channel mean == librosa.load(sr=16000) of the stereo 16 kHz example, bit for bit on every CPU:
+    no resampling at 16 kHz, and int16 / 32768 and the mean of two channels are exactly rounded IEEE operations."""
     assert_close(load_waveform(DATA / "0001.wav"), io["waveform.librosa_mono_16k"], 0.0, "librosa mono")
 
 

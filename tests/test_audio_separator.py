@@ -85,7 +85,10 @@ def test_mono_8k_input_and_features_of_the_stem(tmp_path, song):
     mono_8k = resample(waveform.mean(0, keepdim=True), rate, 8000)
     sep = MdxSeparator(write_tiny_mdx_onnx(tmp_path / "id.onnx", dim_t=32))
     vocals, vocal_rate = separate_vocals(mono_8k, 8000, sep)
-    assert vocals.shape[0] == 2 and torch.equal(vocals[0], vocals[1])
+    # the mono channel is duplicated, and the two copies go through the batched STFT and the ONNX model side by
+    # side: equal on every kernel variant we tried, but rows of one batch are not equal by construction
+    assert vocals.shape[0] == 2
+    torch.testing.assert_close(vocals[0], vocals[1], rtol=0, atol=1e-6)
     assert abs(prepare_waveform(vocals, vocal_rate).shape[0] - 32200) <= 1  # rounding of three rate changes
 
 

@@ -197,6 +197,8 @@ def test_two_processes_make_the_same_videos_as_one(models, inputs, tmp_path):
         ["face.png", "a.wav", "r1", "2"],
         ["broken.png", "b.wav", "r2", ""],
     ])  # fmt: skip
+    # one thread in every process: each row is then the same calls on the same shapes with the same kernels in
+    # both runs, so the frames (and their digests) are equal bit for bit (docs/numerics.md)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     one, two = tmp_path / "one", tmp_path / "two"
     single = subprocess.run([sys.executable, "-m", "singer_core", *batch_args(jobs, one, models, "--device", "cpu")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,10 @@ def test_runner_fails_beyond_tolerance(tmp_path, amount, expect_rc):
 
 
 REAL_RATE_CASES = ["audio_48k", "audio_44k"]
+# Our resampled waveform against librosa's, stored on another machine: the same soxr_hq calls, so 0.0 where soxr
+# takes the same code path (its SSE one on x86 CPUs; ARM CPUs take its NEON one); its scalar path (SOXR_USE_SIMD=0)
+# moves samples by 8.9e-8. Another resampler is 7e-3 off (docs/audio_models.md).
+WAVEFORM_ATOL = 1e-6
 
 
 def test_runner_passes_on_real_recordings_at_song_rates():
@@ -105,7 +110,8 @@ def test_runner_passes_on_real_recordings_at_song_rates():
     cases = [FIXTURES / name / "audio_features.json" for name in REAL_RATE_CASES]
     result = _run(*cases)
     _assert_all_pass(result, [f"{name}/audio_features" for name in REAL_RATE_CASES])
-    assert "waveform.librosa_mono_16k: max abs error 0.000e+00" in result.stdout
+    errors = re.findall(r"waveform\.librosa_mono_16k: max abs error (\S+) ", result.stdout)
+    assert len(errors) == len(REAL_RATE_CASES) and all(float(e) <= WAVEFORM_ATOL for e in errors), errors
 
 
 def test_real_rate_case_fails_with_another_resampler(monkeypatch):

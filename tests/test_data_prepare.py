@@ -9,6 +9,7 @@ detector's box is set around the singer's face (the tiny models cannot find real
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -328,6 +329,16 @@ def test_vocal_separation_is_used_when_the_model_is_there(videos, synthetic_mode
     index = json.loads((out / INDEX_FILE).read_text())
     assert index["settings"]["models"] == {"wav2vec": "wav2vec2-tiny", "face": "antelopev2",
                                            "separator": "Kim_Vocal_2.onnx"}
+
+
+def test_an_in_process_run_gives_back_the_callers_thread_count(videos, synthetic_models, tmp_path, monkeypatch):
+    """One worker runs in the caller's process with a thread per core; afterwards the caller has its own thread
+    count again (torch's thread count picks the CPU kernels, and so the last bits, of what the caller runs next)."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)  # the run itself takes 3 threads
+    torch.set_num_threads(1)
+    assert main(["prepare", str(videos["no_audio"]), "--out", str(tmp_path / "d"), "--models", str(synthetic_models),
+                 "--size", str(SIZE), "--quiet"]) == 0
+    assert torch.get_num_threads() == 1
 
 
 def test_missing_models_and_inputs_are_named(tmp_path, videos, capsys):

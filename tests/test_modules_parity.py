@@ -18,6 +18,11 @@ from singer_core.models.wavelets import HaarDWT, HaarIDWT
 from tests.conftest import assert_close, fixture_io, fixture_json, fixture_weights
 
 ATOL = 1e-5
+# Same values by another call path: sub-band scales (|x| <= 2 here) in inference mode against a fresh module in
+# grad mode. torch.matmul runs the fc's first product as a batched GEMM (aten::bmm) in inference mode and folds
+# it into one GEMM (aten::mm) when the weight takes gradients (seen with the profiler); CPU kernels may round
+# the two differently (1.2e-7, one ulp, on an Intel Xeon with AMX). A stale cache is off by ~1 (the sign flip).
+OTHER_PATH_ATOL = 1e-6
 BANDS = ("LL", "LH", "HL", "HH")
 
 
@@ -106,7 +111,8 @@ def test_msm_cache_refreshed_by_loads_in_inference_mode():
     fresh = MultiScaleSpectralModule(MsmConfig.from_official_args(args))
     fresh.load_state_dict(negated)
     assert not torch.allclose(flipped, expected)
-    assert_close(flipped, fresh.subband_scales(io["input.latents"]), 0.0, "scales after loading a negated buffer")
+    assert_close(flipped, fresh.subband_scales(io["input.latents"]), OTHER_PATH_ATOL,
+                 "scales after loading a negated buffer")
 
 
 def test_msm_writes_no_files(tmp_path, monkeypatch):

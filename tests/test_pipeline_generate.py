@@ -25,6 +25,13 @@ from tests.tiny_models.net import write_tiny_singer_checkpoint
 from tests.tiny_models.vae import tiny_vae
 
 SMALL = 64  # fast runs: latent 8x8
+# Frames of a 3-clip song computed two ways whose reference-UNet batches differ (4 rows instead of 6): CPU
+# convolution kernels may round a row differently with the batch size (oneDNN on an Intel Xeon with AMX; 3 threads
+# instead of 2 on our AMD EPYC: 1.0e-3 here), a float16 bank entry moves by one fp16 ulp, and the tiny random net
+# amplifies that from clip to clip through the motion frames. For scale, the plain 6-row pass itself moves by
+# 1.7e-3 between 1, 2 and 3 threads (3e-5 in clip 1, 4e-4 in clip 2); serving a wrong reference row moves the
+# frames by 0.18.
+SONG_FRAMES_ATOL = 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +153,9 @@ def test_later_clips_are_driven_by_the_last_decoded_frames(io, long_run):
 @pytest.mark.parametrize(("size", "later_rows"), [(128, [4, 4]), (SMALL, [6, 6])])
 def test_later_clips_reuse_the_reference_rows_with_the_same_video(net, io, monkeypatch, size, later_rows):
     """Clips 2 and 3 run only the 4 motion-frame rows of the write pass (the reference rows come from
-    the previous clip), and the video is bit-identical to running all 6 rows in every clip. At 64x64
-    (deepest level one pixel, where rows change bits with the batch) every row runs."""
+    the previous clip), and the video equals running all 6 rows in every clip up to fp32 rounding (bit for bit
+    where the CPU's kernels do not depend on the batch size). At 64x64 (deepest level one pixel, where rows
+    change bits with the batch on every CPU) every row runs."""
     unet_class, rows_run = type(net.reference_unet), []
     run_rows = unet_class.run_rows
     monkeypatch.setattr(unet_class, "run_rows", lambda self, rows: rows_run.append(len(rows)) or run_rows(self, rows))
@@ -158,7 +166,7 @@ def test_later_clips_reuse_the_reference_rows_with_the_same_video(net, io, monke
     monkeypatch.setattr(RowPlan, "build", classmethod(lambda cls, rows, memo: cls.every_row(len(rows))))
     plain = generate(net, RecordingCodec(), small_reference(io, size), song(10), options)
     assert rows_run == [6, 6, 6]
-    assert torch.equal(plain.frames, reused.frames)
+    assert_close(reused.frames, plain.frames, SONG_FRAMES_ATOL, "frames with reused reference rows")
 
 
 def test_progress_reports_every_step_and_clip(long_run):

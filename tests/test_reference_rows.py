@@ -1,9 +1,14 @@
 """The write pass computes each distinct row once and reuses the reference rows of the previous
-clip, with features bit-identical to running every row of the official batch.
+clip, with the features of running every row of the official batch.
 
 That rests on every reference-UNet layer working row by row, once the time-embedding and
-face-token projections are taken from the whole official batch (``WriteRows``); these tests
-compare against the plain computation of all rows, bit for bit.
+face-token projections are taken from the whole official batch (``WriteRows``). Rows run in another
+batch than the plain pass (a subset, 4 rows instead of 6), and CPU convolution kernels may round a row
+differently with the batch size: bit for bit with 2 threads on our AMD EPYC, not with 3 threads there
+(SINGER_TEST_THREADS=3) nor with oneDNN on an Intel Xeon with AMX. The float32 features then differ by
+rounding, and their float16 bank copies by at most one fp16 ulp; these tests compare against the plain
+computation of all rows at that tolerance, and require the bits where they hold by construction: a row
+served from the memo is a copy of the row computed in the clip before.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from singer_core.conformance.unet import FP16_RELATIVE_ULP
 from singer_core.models.reference_bank import BANK_DTYPE
 from singer_core.models.reference_rows import RowMemo, RowPlan, WriteRows
 
@@ -39,14 +45,22 @@ def _plain(net, latents: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.
         return net.reference_unet.run_rows(WriteRows.build(net.reference_unet, latents, tokens))
 
 
+def _assert_same_features(actual: torch.Tensor, expected: torch.Tensor, what) -> None:
+    """Float16 features of another batch: within one fp16 ulp of the tensor's largest value (the bank's
+    tolerance against the official fixtures too, singer_core/conformance/unet.py): ~4e-3 here, where the row of
+    the other condition is 0.5-0.8 off (past the first block) and the row of another latent ~5."""
+    assert actual.dtype == expected.dtype == BANK_DTYPE and actual.shape == expected.shape, what
+    atol = FP16_RELATIVE_ULP * expected.float().abs().max().item()
+    torch.testing.assert_close(actual.float(), expected.float(), rtol=0, atol=atol, msg=lambda m: f"{what}: {m}")
+
+
 def _assert_bank_equal(bank, plain: dict[str, torch.Tensor]) -> None:
     assert set(bank.features) == set(plain)
     for path, rows in plain.items():
-        assert bank.features[path].dtype == BANK_DTYPE
-        assert torch.equal(bank.features[path].flatten(0, 1), rows), path
+        _assert_same_features(bank.features[path].flatten(0, 1), rows, path)
 
 
-def test_any_subset_of_rows_gives_the_same_bits(net, tokens) -> None:
+def test_any_subset_of_rows_gives_the_same_features(net, tokens) -> None:
     unet = net.reference_unet
     rows = WriteRows.build(unet, _latents(0), tokens)
     full = _plain(net, _latents(0), tokens)
@@ -54,7 +68,7 @@ def test_any_subset_of_rows_gives_the_same_bits(net, tokens) -> None:
         with torch.no_grad():
             part = unet.run_rows(rows.select(subset))
         for path, t in full.items():
-            assert torch.equal(part[path], t[subset]), (subset, path)
+            _assert_same_features(part[path], t[subset], (subset, path))
 
 
 def test_distinct_rows_are_all_computed(net, tokens) -> None:
@@ -80,11 +94,13 @@ def test_memo_carries_the_reference_rows_to_the_next_clip(net, tokens) -> None:
     first, second = _latents(3), _latents(4)
     second[0] = first[0]  # same reference, new motion frames
     with torch.no_grad():
-        unet.write_bank(first, tokens[:1], tokens[1:], memo)
+        before = unet.write_bank(first, tokens[:1], tokens[1:], memo)
         assert memo.hits == 0
         bank = unet.write_bank(second, tokens[:1], tokens[1:], memo)
     assert memo.hits == 2
     assert RowPlan.build(WriteRows.build(unet, second, tokens), memo).compute == [1, 2, 4, 5]
+    for path, features in bank.features.items():  # [halves, rows, hw, c]: the reference rows are copies
+        assert torch.equal(features[:, 0], before.features[path][:, 0]), path
     _assert_bank_equal(bank, _plain(net, second, tokens))
 
 

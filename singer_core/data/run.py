@@ -167,12 +167,16 @@ def _run(todo: list[Path], out_root: Path, models_root: str, settings: PrepareSe
         return
     workers = min(workers, len(todo))
     if workers == 1:
+        import torch
+
+        caller_threads = torch.get_num_threads()  # in-process: the caller's thread count is given back after
         _worker_init(models_root, settings, device, threads_per_worker(1))
         try:
             for path in todo:
                 yield _worker_run(str(path), str(out_root))
         finally:
             _WORKER.clear()
+            torch.set_num_threads(caller_threads)
         return
     import multiprocessing
 

@@ -5,10 +5,12 @@ The official pass runs ``halves x [reference, motion frames...]`` rows with the 
 except two tiny matrix products: the time embedding's projection in each resnet and the cross-attention
 keys/values of the face tokens. On the CPU their result for a row depends on its position in the
 batch (GEMM kernels treat the rows past a multiple of 4 apart), so they are computed for the whole
-official batch and then sliced. With that, any subset of rows gives bit-identical features, and a
-row whose inputs are bit-identical to an already computed row is not computed again: in the first
-clip the motion frames are copies of the reference, and the reference rows of a clip are those of
-the previous clip (:class:`RowMemo`).
+official batch and then sliced. With that, any subset of rows gives the features of the whole batch
+up to fp32 rounding (bit for bit where the CPU's convolution kernels do not depend on the batch
+size, e.g. our CI's AMD EPYC with 2 threads; docs/numerics.md), and a row whose inputs are
+bit-identical to an already computed row is not computed again: in the first clip the motion frames
+are copies of the reference, and the reference rows of a clip are those of the previous clip
+(:class:`RowMemo`).
 """
 
 from __future__ import annotations

@@ -172,7 +172,8 @@ class ReferenceUNet2D(nn.Module):
         return bank
 
     def _rows_independent(self, latents: torch.Tensor) -> bool:
-        """Rows give the same bits in any batch unless the deepest level is one pixel (``RowPlan``)."""
+        """Rows are computed independently of the batch (up to fp32 rounding) unless the deepest level is one pixel
+        (``RowPlan``)."""
         scale = 2 ** (self.spec.depth - 1)
         return math.ceil(latents.shape[-2] / scale) * math.ceil(latents.shape[-1] / scale) > 1
 

@@ -1,9 +1,16 @@
-"""One real ComfyUI server for the whole host-test session.
+"""One real ComfyUI server per host for the whole host-test session.
 
 The server runs from the host installed by ``tools/comfy_host.py install``
 (done here if needed), on a free 127.0.0.1 port, with a temporary base folder
 whose ``custom_nodes/`` links this pack and whose ``models/`` tests may fill.
 Its output goes to a log file that is attached to every failing test report.
+
+Every test that uses the server runs on ComfyUI 0.3.75; tests (or modules)
+marked ``hosts("0.3.75", "0.28.2")`` (``harness.ON_BOTH_HOSTS``) also run on
+ComfyUI 0.28.2 (test ids ``[0.3.75]`` / ``[0.28.2]``). pytest groups the tests
+by host, so one server runs at a time.
+Without ``../shared/comfyui/ComfyUI-0.28.2.tar.gz`` (a user's checkout) the
+0.28.2 tests are skipped with a message naming that file.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from tests.host.harness import load_comfy_host
 
 comfy_host = load_comfy_host()
 LOG_TAIL_CHARS = 20000
-MODEL_FOLDERS_AT_START = pytest.StashKey[frozenset]()
+# Whether ComfyUI itself refuses a combo value outside the node's options when the prompt is queued: 0.3.75 does
+# not for V3 nodes (so the pack's nodes check every model choice themselves), 0.28.2 does.
+HOST_CHECKS_COMBO_VALUES = {"0.3.75": False, "0.28.2": True}
 # What a user watching the sampler has on: previews decoded with the SD 1.5 latent2rgb factors.
 SERVER_OPTIONS = ("--preview-method", "latent2rgb")
 PROBE_NODE = """
@@ -48,15 +57,41 @@ def _add_probe_node(base_dir) -> None:
     (video_calls / "__init__.py").write_text((Path(__file__).parent / "video_contract_node.py").read_text())
 
 
+def pytest_generate_tests(metafunc):
+    """Run each server test on the hosts its closest ``hosts`` mark names (0.3.75 when unmarked)."""
+    if "comfy_server" not in metafunc.fixturenames:
+        return
+    mark = metafunc.definition.get_closest_marker("hosts")
+    versions = mark.args if mark else (comfy_host.COMFY_VERSION,)
+    unknown = set(versions) - set(comfy_host.HOST_VERSIONS)
+    assert not unknown, f"no ComfyUI host {unknown}; the hosts are {comfy_host.HOST_VERSIONS}"
+    metafunc.parametrize("comfy_version", versions, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory, request):
-    comfy_dir = comfy_host.install()
-    base_dir = comfy_host.prepare_base_dir(tmp_path_factory.mktemp("comfy_base"))
+def comfy_version(request) -> str:
+    """The ComfyUI version of the session server a test runs on."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def host_checks_combos(comfy_version) -> bool:
+    """True when the session server refuses combo values outside the options at ``POST /prompt``."""
+    return HOST_CHECKS_COMBO_VALUES[comfy_version]
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_version, tmp_path_factory):
+    try:
+        host = comfy_host.install_host(comfy_version)
+    except comfy_host.HostUnavailable as missing:
+        pytest.skip(str(missing))
+    base_dir = comfy_host.prepare_base_dir(tmp_path_factory.mktemp(f"comfy_base_{comfy_version}"))
     _add_probe_node(base_dir)
-    server = comfy_host.ComfyServer(comfy_dir, base_dir, log_path=base_dir / "comfyui.log", extra_args=SERVER_OPTIONS)
+    server = comfy_host.ComfyServer(host.comfy_dir, base_dir, log_path=base_dir / "comfyui.log",
+                                    extra_args=SERVER_OPTIONS, python=host.python)
     server.start(timeout=240)
-    folders = frozenset(path.name for path in (base_dir / "models").iterdir())
-    request.config.stash[MODEL_FOLDERS_AT_START] = folders
+    server.model_folders_at_start = frozenset(path.name for path in (base_dir / "models").iterdir())
     try:
         yield server
     finally:
@@ -64,9 +99,9 @@ def comfy_server(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="session")
-def model_folders_at_start(comfy_server, request) -> frozenset:
+def model_folders_at_start(comfy_server) -> frozenset:
     """Names in ``models/`` right after the server started, before any test wrote there."""
-    return request.config.stash[MODEL_FOLDERS_AT_START]
+    return comfy_server.model_folders_at_start
 
 
 @pytest.fixture(scope="session")

@@ -66,3 +66,17 @@ class ServerEvents:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node {node_id} reported no progress within {timeout:.0f} s")
             time.sleep(0.05)
+
+    def executing(self) -> list[str]:
+        """Ids of the nodes the server said it started, in order."""
+        return [str(m["data"]["node"]) for m in list(self.messages)
+                if m.get("type") == "executing" and m["data"].get("node") is not None]
+
+    def wait_for_executing(self, node_id: str, timeout: float = 120.0) -> None:
+        """Block until the server started ``node_id``: the prompt's execution has begun (0.28.2 resets the
+        interrupt flag when it begins, so an interrupt sent between queueing and that moment is lost)."""
+        deadline = time.monotonic() + timeout
+        while node_id not in self.executing():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node {node_id} did not start within {timeout:.0f} s")
+            time.sleep(0.05)

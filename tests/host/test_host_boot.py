@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from tests.host.harness import Prompt, load_comfy_host
+from tests.host.events import ServerEvents
+from tests.host.harness import ON_BOTH_HOSTS, Prompt, load_comfy_host, refused_by_the_node, run_refused
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 PACK_MODULE = "custom_nodes.singer_comfyui"
 PromptRejected = load_comfy_host().PromptRejected
@@ -66,27 +67,28 @@ def test_invalid_prompt_is_rejected_with_node_errors(comfy_server):
     assert "ckpt_name" in str(rejected.value.node_errors["1"])
 
 
-def test_missing_checkpoint_file_is_reported(run_prompt):
+def test_missing_checkpoint_file_is_reported(comfy_server, host_checks_combos):
     # ComfyUI 0.3.75 does not check V3 combo values against their options, so the node must.
     prompt = Prompt()
     loader = prompt.add("SingerCheckpointLoader", ckpt_name="no_such_file.safetensors", precision="auto")
     prompt.add("PreviewAny", source=Prompt.out(loader))
-    outcome = run_prompt(prompt)
-    assert outcome.status == "error"
-    assert outcome.error.exception_type.endswith("ModelFileMissingError")
-    assert "no_such_file.safetensors" in outcome.error.message and "models/singer" in outcome.error.message
+    refusal = run_refused(comfy_server, prompt)
+    if refused_by_the_node(refusal, host_checks_combos, "SingerCheckpointLoader", "ckpt_name",
+                           "no_such_file.safetensors"):
+        assert refusal.exception_type.endswith("ModelFileMissingError")
+        assert "no_such_file.safetensors" in refusal.message and "models/singer" in refusal.message
 
 
-def test_unknown_precision_is_refused(models_dir, run_prompt):
+def test_unknown_precision_is_refused(comfy_server, models_dir, host_checks_combos):
     (models_dir / "singer").mkdir(exist_ok=True)
     (models_dir / "singer" / "any.safetensors").write_bytes(b"x")
     prompt = Prompt()
     loader = prompt.add("SingerCheckpointLoader", ckpt_name="any.safetensors", precision="fp8")
     prompt.add("PreviewAny", source=Prompt.out(loader))
-    outcome = run_prompt(prompt)
-    assert outcome.status == "error"
-    assert outcome.error.exception_type.endswith("InputError")
-    assert "precision" in outcome.error.message and "fp8" in outcome.error.message
+    refusal = run_refused(comfy_server, prompt)
+    if refused_by_the_node(refusal, host_checks_combos, "SingerCheckpointLoader", "precision", "fp8"):
+        assert refusal.exception_type.endswith("InputError")
+        assert "precision" in refusal.message and "fp8" in refusal.message
 
 
 def test_core_prompt_runs(run_prompt):
@@ -126,13 +128,16 @@ def _tiny_core_prompt() -> Prompt:
 def test_interrupt_stops_a_running_prompt(comfy_server):
     prompt = Prompt()
     image = prompt.add("EmptyImage", width=512, height=512, batch_size=1, color=0x808080)
+    first_blur = None
     for _ in range(40):  # long enough that it is still running when interrupted
         image = prompt.add("ImageBlur", image=Prompt.out(image), blur_radius=31, sigma=10.0)
+        first_blur = first_blur or image
     prompt.add("PreviewImage", images=Prompt.out(image))
-    prompt_id = comfy_server.submit(prompt.api())
-    comfy_server.wait_until_running(prompt_id)
-    comfy_server.interrupt()
-    outcome = comfy_server.wait(prompt_id, timeout=60)
+    with ServerEvents(comfy_server) as events:
+        prompt_id = events.submit(prompt.api())
+        events.wait_for_executing(first_blur)  # executing, not only queued
+        comfy_server.interrupt()
+        outcome = comfy_server.wait(prompt_id, timeout=60)
     assert outcome.status == "interrupted"
     assert comfy_server.alive()
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.host.harness import ON_BOTH_HOSTS
 from tests.host.test_singer_workflow import FPS, SIZE, _fast_workflow, _id, _saved_video, _song_seconds
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 REPLACED = ("SaveVideo", "CreateVideo", "SingerVideoDecode", "SingerDecodeVideo", "PreviewImage", "SaveImage")
 
@@ -76,7 +77,10 @@ def test_latent_to_saved_video_with_the_song(comfy_server, singer_models, input_
     assert ours_audio is not None and abs(ours_audio - frames / FPS) < 0.1  # the song, cut to the video
     # Same decoded frames; the two files differ only by the encoders' settings (CRF 18 vs ComfyUI's default).
     assert np.abs(ours.astype(int) - created.astype(int)).mean() < 4
-    # get_components decodes the same frames the IMAGE path gives (PNG of identical float frames).
+    # get_components decodes the same frames the IMAGE path gives, to fp32 rounding: ComfyUI's VAE.decode splits
+    # its batches by free memory, so the two calls may decode different batch shapes (one 8-bit level at most).
     images = _saved_images(comfy_server, outcome, ids["save_images"])
-    assert np.array_equal(_saved_images(comfy_server, outcome, ids["save_components"]), images)
+    components = _saved_images(comfy_server, outcome, ids["save_components"])
+    assert components.shape == images.shape
+    assert np.abs(components.astype(int) - images.astype(int)).max() <= 1
     assert len(images) == frames

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.host.harness import Prompt
+from tests.host.harness import ON_BOTH_HOSTS, Prompt
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import av
 import pytest
 
 from tests.host.events import ServerEvents
-from tests.host.harness import Prompt
+from tests.host.harness import ON_0_3_75_ONLY, ON_BOTH_HOSTS, Prompt, refused_by_the_node, run_refused
 from tests.host.workflow_api import workflow_to_api
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "workflows" / "singer.json"
@@ -129,6 +129,7 @@ def test_too_short_audio_is_reported(comfy_server, singer_models, input_dir, run
     assert "shorter than one video frame" in message
 
 
+@ON_0_3_75_ONLY  # the pack's own clip split; the host's part is in the workflow test
 def test_the_sampler_follows_the_audio_encodes_clip_length(comfy_server, singer_models, input_dir):
     prompt = _fast_workflow(comfy_server, singer_models, steps=1, seed=9)
     _set(prompt, "SingerAudioEncode", clip_length=8)
@@ -142,16 +143,19 @@ def test_the_sampler_follows_the_audio_encodes_clip_length(comfy_server, singer_
 @pytest.mark.parametrize(
     ("node_type", "inputs", "words"),
     [
-        ("SingerSampler", {"scheduler": "lms"}, ("scheduler", "lms", "ddim")),  # combos are not checked by ComfyUI
+        ("SingerSampler", {"scheduler": "lms"}, ("scheduler", "lms", "ddim")),  # 0.3.75 does not check combos
         ("SingerSampler", {"dtype": "fp8"}, ("dtype", "fp8", "bf16")),
     ],
 )
-def test_bad_sampler_settings_are_reported(comfy_server, singer_models, input_dir, run_prompt, node_type, inputs,
-                                           words):
+def test_bad_sampler_settings_are_reported(comfy_server, singer_models, input_dir, host_checks_combos, node_type,
+                                           inputs, words):
     prompt = _fast_workflow(comfy_server, singer_models)
     _set(prompt, node_type, **inputs)
-    message = _run_single_error(run_prompt, comfy_server, prompt, "SingerSampler", "InputError")
-    assert all(word in message for word in words), message
+    ((name, value),) = inputs.items()
+    refusal = run_refused(comfy_server, prompt)
+    if refused_by_the_node(refusal, host_checks_combos, node_type, name, value):
+        assert refusal.exception_type.endswith("InputError")
+        assert all(word in refusal.message for word in words), refusal.message
 
 
 def test_wrong_kind_of_checkpoint_is_reported(comfy_server, singer_models, models_dir, run_prompt):
@@ -174,12 +178,16 @@ def test_wrong_kind_of_checkpoint_is_reported(comfy_server, singer_models, model
         ("SingerVocalSeparatorLoader", {"model_name": "missing.onnx"}, "models/audio_separator"),
     ],
 )
-def test_missing_model_files_are_reported(comfy_server, singer_models, run_prompt, node_type, inputs, expected):
+def test_missing_model_files_are_reported(comfy_server, singer_models, host_checks_combos, node_type, inputs,
+                                         expected):
     prompt = Prompt()
     loader = prompt.add(node_type, **inputs)
     prompt.add("PreviewAny", source=Prompt.out(loader))
-    message = _run_single_error(run_prompt, comfy_server, prompt, node_type, "ModelFileMissingError")
-    assert expected in message
+    ((name, value),) = inputs.items()
+    refusal = run_refused(comfy_server, prompt)
+    if refused_by_the_node(refusal, host_checks_combos, node_type, name, value):
+        assert refusal.exception_type.endswith("ModelFileMissingError")
+        assert expected in refusal.message
 
 
 def test_cancel_during_sampling_then_the_next_prompt_runs(comfy_server, singer_models, input_dir, run_prompt):

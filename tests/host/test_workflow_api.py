@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.host.harness import ON_BOTH_HOSTS
 from tests.host.workflow_api import WorkflowError, workflow_to_api
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, ON_BOTH_HOSTS]
 
 
 def _node(node_id, type_, widgets=(), inputs=(), mode=0):
