@@ -16,7 +16,7 @@ from singer_core.face import FaceModels, prepare_reference
 from singer_core.pipeline import session
 from singer_core.pipeline.paste import paste_stream
 from singer_core.video_io import frames_to_uint8
-from tests.host.harness import Prompt
+from tests.host.harness import ON_0_3_75_ONLY, ON_BOTH_HOSTS, Prompt
 from tests.host.test_singer_workflow import FPS, REPO, SIZE, _id, _saved_video, _set, _song_seconds
 from tests.host.workflow_api import workflow_to_api
 from tests.test_paste import textured_photo
@@ -61,6 +61,7 @@ def _outside(reference, width: int, height: int) -> np.ndarray:
     return outside
 
 
+@ON_BOTH_HOSTS
 @pytest.mark.parametrize(("width", "height", "masked"), [(1080, 1920, False), (1920, 1080, True)],
                          ids=["1080x1920", "1920x1080-face-mask"])  # fmt: skip
 def test_full_frame_workflow_end_to_end(comfy_server, singer_models, models_dir, input_dir, run_prompt, width, height,
@@ -103,6 +104,7 @@ def test_full_frame_workflow_end_to_end(comfy_server, singer_models, models_dir,
     assert shown[outside].mean() < 0.5 * photo[outside].mean()
 
 
+@ON_0_3_75_ONLY  # the pack's own compositing, compared with the command line's: a second host cannot change it
 @pytest.mark.parametrize("framing", ["face", "full"])
 def test_paste_back_node_gives_the_command_lines_frames(comfy_server, singer_models, models_dir, input_dir,
                                                          run_prompt, framing):  # fmt: skip
