@@ -22,6 +22,15 @@ child's peak RSS from ``wait4``), then one with the growth per minute of song (`
 ``--source DIR`` runs the command line of another checkout (e.g. an older commit) for comparison.
 
     python benchmarks/bench_pipeline.py --song-memory 30,120 --resolution 64
+
+``--full-frame 1080x1920`` (with ``--song-memory``): the same, for ``generate --full-frame`` on a picture of that
+size (a textured background with the example face where the tiny detector reports one), each song also run without
+``--full-frame`` on the same picture: ``added_s_per_frame`` is the difference of the two runs' wall times per frame
+(compositing plus encoding the larger frames). ``--paste-timing 1080x1920``: the compositing alone, in process:
+seconds per frame of ``PasteBack.composite`` (512x512 window) and of writing full-size vs window-size frames.
+
+    python benchmarks/bench_pipeline.py --song-memory 60 --full-frame 1080x1920 --resolution 64
+    python benchmarks/bench_pipeline.py --paste-timing 1080x1920
 """
 
 from __future__ import annotations
@@ -309,6 +318,29 @@ def _child(command: list[str], cwd: Path, env: dict) -> tuple[str, float]:
     return stdout, int(marker[-1][1]) / 1024
 
 
+def picture_size(text: str) -> tuple[int, int]:
+    width, height = (int(v) for v in text.lower().split("x"))
+    return width, height
+
+
+def write_picture(path: Path, size: tuple[int, int]) -> Path:
+    """A ``size`` picture: a textured background with the example face where the tiny detector reports a face
+    (its default box, relative to the longer side), as the host tests' pictures."""
+    from PIL import Image
+
+    from tests.test_paste import textured_photo
+
+    width, height = size
+    photo = textured_photo(width, height)
+    side = max(width, height)
+    x1, y1, x2, y2 = (round(v * side) for v in (0.3, 0.25, 0.7, 0.75))
+    x2, y2 = min(x2, width), min(y2, height)
+    face = Image.open(REPO / "tests" / "data" / "0001.png").convert("RGB").resize((x2 - x1, y2 - y1))
+    photo[y1:y2, x1:x2] = np.asarray(face)
+    Image.fromarray(photo).save(path)
+    return path
+
+
 def song_memory(args) -> list[dict]:
     """Peak RSS of the command line on songs of each length in ``args.song_memory`` (seconds)."""
     lengths = [float(x) for x in args.song_memory.split(",")]
@@ -318,19 +350,31 @@ def song_memory(args) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="singer-song-memory-") as tmp:
         tmp = Path(tmp)
         models = write_tiny_models(tmp / "models")
+        image = REPO / "tests" / "data" / "0001.png"
+        if args.full_frame:
+            image = write_picture(tmp / "picture.png", picture_size(args.full_frame))
         for seconds in lengths:
             song = write_song(tmp / f"song_{seconds:g}.wav", seconds)
-            command = [sys.executable, "-m", "singer_core", "generate", "--image", str(REPO / "tests" / "data" /
-                       "0001.png"), "--audio", str(song), "--out", str(tmp / "out.mp4"), "--models", str(models),
-                       "--size", str(args.resolution), "--steps", "1", "--device", "cpu"]  # fmt: skip
+            command = [sys.executable, "-m", "singer_core", "generate", "--image", str(image), "--audio", str(song),
+                       "--out", str(tmp / "out.mp4"), "--models", str(models), "--size", str(args.resolution),
+                       "--steps", "1", "--device", "cpu"]  # fmt: skip
             start = time.perf_counter()
-            out, peak = _child(command, source, env)
+            out, peak = _child(command + (["--full-frame"] if args.full_frame else []), source, env)
             wall = time.perf_counter() - start
             _, audio_peak = _child([sys.executable, str(Path(__file__).resolve()), "--audio-stage", str(song),
                                         str(models)], source, env)  # fmt: skip
             row = {"benchmark": "song_memory", "song_seconds": seconds, "resolution": args.resolution,
                    "peak_rss_mb": round(peak, 1), "audio_stage_peak_rss_mb": round(audio_peak, 1),
                    "wall_s": round(wall, 1), "source": str(source), "cli": out.strip().splitlines()[-1]}  # fmt: skip
+            if args.full_frame:
+                start = time.perf_counter()
+                _, plain_peak = _child(command, source, env)
+                plain_wall = time.perf_counter() - start
+                frames = int(out.strip().splitlines()[-1].split("(")[1].split()[0])
+                row |= {"full_frame": args.full_frame, "window_only_peak_rss_mb": round(plain_peak, 1),
+                        "window_only_wall_s": round(plain_wall, 1), "frames": frames,
+                        "added_s_per_frame": round((wall - plain_wall) / frames, 4),
+                        "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     if len(rows) >= 2:
@@ -344,6 +388,49 @@ def song_memory(args) -> list[dict]:
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def paste_timing(args) -> dict:
+    """Seconds per frame of pasting a 512x512 window back into a picture of ``args.paste_timing`` (in process), and
+    of encoding full-size frames against window-size frames (the encoder's share of what the paste adds)."""
+    from PIL import Image
+
+    from singer_core.face.reference import crop_window
+    from singer_core.pipeline.paste import PasteBack, Placement
+    from singer_core.video_io import VideoWriter
+
+    torch.set_num_threads(args.threads)
+    width, height = picture_size(args.paste_timing)
+    frames, window = 32, 512
+    with tempfile.TemporaryDirectory(prefix="singer-paste-timing-") as tmp:
+        photo = np.asarray(Image.open(write_picture(Path(tmp) / "p.png", (width, height))))
+        face = np.array([0.4 * width, 0.3 * height, 0.6 * width, 0.3 * height + 0.2 * width])
+        box = crop_window(width, height, face, window, window, "face", 2.0)
+        results = {}
+        for color_match in (False, True):
+            paste = PasteBack(photo, Placement.of(box, window, window, width, height), color_match=color_match)
+            batch = torch.rand(paste.frames_per_piece, window, window, 3)
+            paste.composite(batch)  # warm-up
+            start = time.perf_counter()
+            for _ in range(frames // len(batch)):
+                paste.composite(batch)
+            results[color_match] = (time.perf_counter() - start) / frames
+        encode = {}
+        for name, size in (("full", (height - height % 2, width - width % 2)), ("window", (window, window))):
+            batch = torch.rand(2, *size, 3)
+            with VideoWriter(Path(tmp) / f"{name}.mp4", 25) as writer:
+                start = time.perf_counter()
+                for _ in range(frames // 2):
+                    writer.write(batch)
+                encode[name] = (time.perf_counter() - start) / frames
+    row = {"benchmark": "paste_timing", "picture": f"{width}x{height}", "window_in_photo": list(box),
+           "model_window": window, "threads": args.threads, "composite_s_per_frame": round(results[False], 4),
+           "composite_color_match_s_per_frame": round(results[True], 4),
+           "encode_full_s_per_frame": round(encode["full"], 4), "encode_window_s_per_frame": round(encode["window"], 4),
+           "added_s_per_frame": round(results[False] + encode["full"] - encode["window"], 4),
+           "load_avg_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -363,6 +450,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", help="with --song-memory: the checkout whose command line runs (default: this one)")
     parser.add_argument("--read-memory", metavar="SECONDS,SECONDS",
                         help="peak memory of reading 44.1 kHz stereo songs of these lengths to 16 kHz mono instead")
+    parser.add_argument("--full-frame", metavar="WxH",
+                        help="with --song-memory: generate --full-frame on a picture of this size (and without, to "
+                        "compare)")
+    parser.add_argument("--paste-timing", metavar="WxH", help="seconds per frame of pasting back into a WxH picture")
     parser.add_argument("--audio-stage", nargs=2, metavar=("SONG", "MODELS"), help=argparse.SUPPRESS)
     parser.add_argument("--read-stage", metavar="SONG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -370,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         audio_stage_peak(Path(args.audio_stage[0]), Path(args.audio_stage[1]))
     elif args.read_stage:
         read_stage_peak(Path(args.read_stage))
+    elif args.paste_timing:
+        paste_timing(args)
     elif args.read_memory:
         read_memory(args)
     elif args.song_memory:

@@ -130,6 +130,9 @@ class SingerReferenceEncode(io.ComfyNode):
             outputs=[
                 SingerReferenceSocket.Output(display_name="reference"),
                 io.Image.Output(display_name="framed_image"),
+                io.Image.Output(display_name="placement", tooltip="The whole photo with the window outlined and "
+                                "dimmed outside it: where the video sits when pasted back (fading in over the "
+                                "default band)."),
             ],
         )
 
@@ -163,5 +166,10 @@ class SingerReferenceEncode(io.ComfyNode):
                 face_mask=face_mask,
                 framing=framing,
             )
+        from singer_core.pipeline.paste import Placement, placement_preview
+
         framed = ((face.pixels.float() + 1.0) / 2.0).clamp(0, 1).permute(1, 2, 0)[None].contiguous()
-        return io.NodeOutput(SingerReference(face=face, vae=vae), framed)
+        photo = image[0] if image.dim() == 4 else image
+        placement = Placement.of(face.crop_box, width, height, photo.shape[1], photo.shape[0])
+        return io.NodeOutput(SingerReference(face=face, vae=vae, photo=photo), framed,
+                             placement_preview(photo, placement))

@@ -14,6 +14,7 @@ from .loaders import (
     SingerVocalSeparatorLoader,
 )
 from .model_paths import register_model_folders
+from .paste import SingerPasteBack
 from .sampling import SingerSampler
 from .video import SingerDecodeVideo, SingerVideoDecode
 
@@ -32,6 +33,7 @@ class SingerExtension(ComfyExtension):
             SingerSampler,
             SingerVideoDecode,
             SingerDecodeVideo,
+            SingerPasteBack,
             SingerEvaluate,
             SingerDownloadModels,
         ]

@@ -160,11 +160,13 @@ class SingerReference:
     """The prepared reference portrait and the VAE the sampler encodes/decodes with (``vae`` is ComfyUI's VAE).
 
     The VAE travels here because the sampler needs it for the reference latent and for the motion frames
-    carried from one clip to the next (decoded, then re-encoded, as the official pipeline does).
+    carried from one clip to the next (decoded, then re-encoded, as the official pipeline does). ``photo`` is the
+    whole input IMAGE ([H, W, 3], as given), which 'SINGER Paste Back' and 'SINGER Decode to Video' paste into.
     """
 
     face: ReferenceFace
     vae: Any
+    photo: Any = None
 
     @property
     def width(self) -> int:

@@ -23,10 +23,13 @@ import torch
 from comfy_api.latest import Input, InputImpl, Types, io
 
 from singer_core.errors import InputError
+from singer_core.pipeline.paste import DEFAULT_BAND
 from singer_core.video_io import Encoding, VideoWriter, frame_rate
 
 from .compat import expert
 from .devices import check_interrupted
+from .paste import band_input, color_match_input, compositor
+from .sockets import SingerReferenceSocket
 
 TILE_OVERLAP_FRACTION = 4  # overlap = tile / 4, ComfyUI's own default ratio
 
@@ -113,6 +116,13 @@ class SingerDecodeVideo(io.ComfyNode):
                 io.Audio.Input("audio", optional=True,
                                tooltip="The song (e.g. from Load Audio), muxed in and cut to the video's length."),
                 *_decode_inputs(),
+                SingerReferenceSocket.Input(
+                    "reference", optional=True,
+                    tooltip="Connect the reference to get the whole photo: each batch is pasted back into it (at the "
+                    "photo's size, even-rounded) while it is encoded. Memory: batch_size frames at the photo's size.",
+                ),
+                band_input("paste_band", optional=True),
+                color_match_input("paste_color_match", optional=True),
             ],
             outputs=[io.Video.Output(display_name="video", tooltip="Decoded and encoded batch by batch when saved, in "
                                      "any container/codec Save Video offers; trim, crop and resize stay lazy.")],
@@ -120,19 +130,22 @@ class SingerDecodeVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, latent: dict, fps: float = 25.0, audio: dict | None = None, batch_size: int = 8,
-                tiled: bool = False, tile_size: int = 512):  # fmt: skip
+                tiled: bool = False, tile_size: int = 512, reference=None, paste_band: float = DEFAULT_BAND,
+                paste_color_match: bool = False):  # fmt: skip
         samples = _latent_samples(latent)
         _check_batch_size(batch_size)
         if samples.shape[0] < 1:
             raise InputError("The latent holds no frame; connect the SINGER Sampler's latent.")
         song = None if audio is None else _one_song(audio)
         scale = int(vae.spacial_compression_decode())
+        paste = None if reference is None else compositor(reference, paste_band, paste_color_match)
         source = FrameSource(
             batches=partial(_latent_batches, vae, samples, batch_size, tiled, tile_size),
             frame_count=int(samples.shape[0]),
-            output_size=(int(samples.shape[-1]) * scale, int(samples.shape[-2]) * scale),
+            output_size=paste.size if paste else (int(samples.shape[-1]) * scale, int(samples.shape[-2]) * scale),
             rate=frame_rate(float(fps)),
             song=song,
+            frame_transform=paste.composite if paste else None,
         )
         return io.NodeOutput(LatentVideo(source))
 

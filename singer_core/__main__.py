@@ -19,6 +19,7 @@ SUBCOMMANDS = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    from singer_core.pipeline.paste import DEFAULT_BAND
     from singer_core.precision import DTYPES  # the one table of format names
 
     parser = argparse.ArgumentParser(prog="python -m singer_core", description="SINGER: a photo + a song -> video.")
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--face-expand-ratio", type=float, default=1.2)
     gen.add_argument("--framing", default="face", choices=["face", "full"],
                      help="face: crop around the face first; full: resize the whole photo (official)")
+    gen.add_argument("--full-frame", action="store_true",
+                     help="paste the generated window back into the whole photo: the video has the photo's size "
+                     "(odd widths/heights lose their last column/row, H.264 needs even sizes)")
+    gen.add_argument("--paste-band", type=float, default=DEFAULT_BAND,
+                     help=f"with --full-frame: fraction of the window's shorter side cross-faded into the photo "
+                     f"(default {DEFAULT_BAND}; 0 = hard edge)")
+    gen.add_argument("--paste-color-match", action="store_true",
+                     help="with --full-frame: match each frame's window to the photo's colours in the band")
     gen.add_argument("--decode-batch", type=int, default=1, help="frames per VAE decode call")
     gen.add_argument("--vae-tiling", action="store_true")
     gen.add_argument("--no-vocal-separation", action="store_true", help="encode the mix even if the separator exists")
@@ -83,6 +92,13 @@ def _options(args):
     )
 
 
+def check_paste_options(args) -> None:
+    """The paste-back options (``--paste-band``) checked before any model loads (``generate`` and each batch row)."""
+    from singer_core.pipeline.paste import check_band
+
+    check_band(args.paste_band)
+
+
 def _device(name: str | None):
     import torch
 
@@ -98,9 +114,11 @@ def _generate(args) -> int:
     from singer_core.pipeline import session
     from singer_core.pipeline.generate import iter_clips
     from singer_core.pipeline.model_files import locate_models
+    from singer_core.pipeline.paste import even_size, paste_stream
     from singer_core.video_io import VideoWriter
 
     options = _options(args)
+    check_paste_options(args)
     if args.decode_batch < 1:
         raise InputError(f"--decode-batch must be >= 1 (got {args.decode_batch}).")
     out = Path(args.out)
@@ -112,6 +130,8 @@ def _generate(args) -> int:
     if args.dry_run:
         for line in session.dry_run(files, image, song, rate, options, args.framing):
             print(line)
+        if args.full_frame:
+            print("full frame: {}x{} (the photo, even-rounded)".format(*even_size(image.shape[1], image.shape[0])))
         print("dry run OK: nothing generated")
         return 0
     device = _device(args.device)
@@ -130,8 +150,9 @@ def _generate(args) -> int:
 
         # Each clip is encoded as soon as it is final: memory does not grow with the song.
         clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
+        paste = session.paste_back(image, reference, args.full_frame, args.paste_band, args.paste_color_match)
         with VideoWriter(out, clips.fps, Path(args.audio)) as writer:
-            for piece in clips:
+            for piece in paste_stream(clips, paste):
                 writer.write(piece)
     print(f"wrote {out} ({writer.frames} frames, {writer.frames / clips.fps:.2f} s)")
     return 0

@@ -234,7 +234,7 @@ def _header_problems(path: Path, headers: list[str], columns: dict[str, Column])
 
 
 def _job(path: Path, index: int, cells: dict[str, str], defaults, columns: dict[str, Column]) -> Job:
-    from singer_core.__main__ import _options
+    from singer_core.__main__ import _options, check_paste_options
 
     where = f"{path} row {index + 1}"
     args, fields, problems, given = copy.copy(defaults), {}, [], {}
@@ -255,6 +255,7 @@ def _job(path: Path, index: int, cells: dict[str, str], defaults, columns: dict[
         raise InputError("\n".join(problems))
     try:
         options = dataclasses.replace(_options(args), **fields)
+        check_paste_options(args)
         if args.decode_batch < 1:
             raise InputError(f"decode_batch must be >= 1 (got {args.decode_batch}).")
     except InputError as error:
@@ -446,6 +447,7 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
     from singer_core.pipeline import session
     from singer_core.pipeline.codec import DiffusersVAECodec
     from singer_core.pipeline.generate import iter_clips
+    from singer_core.pipeline.paste import paste_stream
     from singer_core.video_io import VideoWriter, frames_to_uint8
 
     args, options = job.args, job.options
@@ -467,8 +469,9 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
 
         start = time.perf_counter()
         clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
+        paste = session.paste_back(image, reference, args.full_frame, args.paste_band, args.paste_color_match)
         with VideoWriter(path, clips.fps, Path(job.audio)) as writer:
-            for piece in clips:
+            for piece in paste_stream(clips, paste):
                 writer.write(piece)
                 digest.update(frames_to_uint8(piece).tobytes())
         seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "workflows" / "singer.json"
+FULL_FRAME = REPO / "workflows" / "singer_full_frame.json"
 TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its 'pos'
 SLOT_HEIGHT = 20
 WIDGET_HEIGHT = 24
@@ -28,9 +29,9 @@ def _make_workflow():
     return module
 
 
-@pytest.fixture(scope="module")
-def workflow() -> dict:
-    return json.loads(SHIPPED.read_text())
+@pytest.fixture(scope="module", params=[SHIPPED, FULL_FRAME], ids=lambda path: path.name)
+def workflow(request) -> dict:
+    return json.loads(request.param.read_text())
 
 
 def _boxes(workflow: dict) -> dict[str, tuple[float, float, float, float]]:
@@ -44,13 +45,16 @@ def _boxes(workflow: dict) -> dict[str, tuple[float, float, float, float]]:
     return boxes
 
 
-def test_both_shipped_copies_are_identical():
-    assert SHIPPED.read_bytes() == (REPO / "example_workflows" / "singer.json").read_bytes()
+@pytest.mark.parametrize("shipped", [SHIPPED, FULL_FRAME], ids=lambda path: path.name)
+def test_both_shipped_copies_are_identical(shipped):
+    assert shipped.read_bytes() == (REPO / "example_workflows" / shipped.name).read_bytes()
 
 
-def test_the_shipped_workflow_is_the_generated_one(workflow):
+def test_the_shipped_workflows_are_the_generated_ones():
     make = _make_workflow()
-    assert workflow in (make.build("stream"), make.build("images")), "run: python tools/make_workflow.py"
+    shipped = json.loads(SHIPPED.read_text())
+    assert shipped in (make.build("stream"), make.build("images")), "run: python tools/make_workflow.py"
+    assert json.loads(FULL_FRAME.read_text()) == make.build("stream", full_frame=True), "run: tools/make_workflow.py"
 
 
 def test_nothing_overlaps(workflow):

@@ -9,6 +9,9 @@ zoom, nothing overlapping (``tests/test_workflow_layout.py`` checks both on the 
 
 ``stream`` (default) saves the video with 'SINGER Decode to Video' (decodes and encodes clip by clip, memory
 independent of the song length); ``images`` uses 'SINGER Video Decode' (IMAGE frames) + the core Create Video.
+It also writes ``singer_full_frame.json``: the stream workflow with the reference connected to 'SINGER Decode to
+Video', so the video is the whole photo with the singing window pasted back, and the preview shows where the window
+sits in the photo.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = (REPO / "workflows" / "singer.json", REPO / "example_workflows" / "singer.json")
+FULL_FRAME_TARGETS = tuple(path.with_name("singer_full_frame.json") for path in TARGETS)
 VIEW_SCALE = 0.8  # the zoom the workflow opens at; the layout fits a 1600x900 px canvas at it
 
 MODEL_NOTE = """SINGER model files (put them here, then press R to refresh the lists):
@@ -52,6 +56,11 @@ DECODE_NOTES = {
     "images": "'SINGER Video Decode' turns the latents into frames (lower batch_size or turn on tiled if the GPU\n"
     "   runs out of memory); Create Video adds the song.",
 }
+FULL_FRAME_NOTE = """
+8. Whole photo: the reference goes into 'SINGER Decode to Video' too, which pastes each batch back into the
+   photo at its own size (odd sizes lose a last column/row) as it encodes. paste_band: how much of the
+   window's edge fades into the photo (0.1 of its shorter side); paste_color_match: match the photo's colours.
+   The preview shows the window in the photo. For IMAGE frames use 'SINGER Paste Back' instead."""
 
 
 @dataclass
@@ -65,7 +74,7 @@ class Node:
     outputs: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _nodes(decode: str) -> list[Node]:
+def _nodes(decode: str, full_frame: bool = False) -> list[Node]:
     col1, col2, col3, col4 = 20, 380, 720, 1080
     nodes = [
         Node("image", "LoadImage", (col1, 40), (320, 330), ["0001.png", "image"],
@@ -84,14 +93,15 @@ def _nodes(decode: str) -> list[Node]:
              inputs=[("image", "IMAGE", ("image", 0), False), ("vae", "VAE", ("vae", 0), False),
                      ("face_analyzer", "SINGER_FACE_ANALYZER", ("faces", 0), False),
                      ("face_mask", "MASK", None, False)],
-             outputs=[("reference", "SINGER_REFERENCE"), ("framed_image", "IMAGE")]),
+             outputs=[("reference", "SINGER_REFERENCE"), ("framed_image", "IMAGE"),
+                      *([("placement", "IMAGE")] if full_frame else [])]),
         Node("encode", "SingerAudioEncode", (col2, 330), (300, 110), [16],
              inputs=[("audio_encoder", "SINGER_AUDIO_ENCODER", ("wav2vec", 0), False),
                      ("audio", "AUDIO", ("audio", 0), False),
                      ("separator", "SINGER_VOCAL_SEPARATOR", ("separator", 0), False)],
              outputs=[("singer_audio", "SINGER_AUDIO")]),
         Node("framed", "PreviewImage", (col2, 480), (300, 300), [],
-             inputs=[("images", "IMAGE", ("reference", 1), False)]),
+             inputs=[("images", "IMAGE", ("reference", 2 if full_frame else 1), False)]),
         Node("sampler", "SingerSampler", (col3, 40), (320, 330),
              [42, "fixed", 40, 3.5, 1.0, 1.0, 1.0, 2, "ddim", "auto"],
              inputs=[("singer_model", "SINGER_MODEL", ("ckpt", 0), False),
@@ -101,9 +111,16 @@ def _nodes(decode: str) -> list[Node]:
         Node("save", "SaveVideo", (col4, 40), (420, 460), ["video/singer", "auto", "auto"],
              inputs=[("video", "VIDEO", ("video", 0), False)]),
         Node("model_note", "Note", (col2, 820), (660, 240), [MODEL_NOTE]),
-        Node("usage_note", "Note", (col4, 540), (420, 520), [USAGE_NOTE.format(decode=DECODE_NOTES[decode])]),
+        Node("usage_note", "Note", (col4, 540), (420, 520),
+             [USAGE_NOTE.format(decode=DECODE_NOTES[decode]) + (FULL_FRAME_NOTE if full_frame else "")]),
     ]
-    if decode == "stream":
+    if full_frame:
+        nodes.append(Node("video", "SingerDecodeVideo", (col3, 410), (320, 240), [25.0, 8, False, 512, 0.1, False],
+                          inputs=[("vae", "VAE", ("vae", 0), False), ("latent", "LATENT", ("sampler", 0), False),
+                                  ("fps", "FLOAT", ("sampler", 1), True), ("audio", "AUDIO", ("audio", 0), False),
+                                  ("reference", "SINGER_REFERENCE", ("reference", 0), False)],
+                          outputs=[("video", "VIDEO")]))
+    elif decode == "stream":
         nodes.append(Node("video", "SingerDecodeVideo", (col3, 410), (320, 170), [25.0, 8, False, 512],
                           inputs=[("vae", "VAE", ("vae", 0), False), ("latent", "LATENT", ("sampler", 0), False),
                                   ("fps", "FLOAT", ("sampler", 1), True), ("audio", "AUDIO", ("audio", 0), False)],
@@ -119,9 +136,9 @@ def _nodes(decode: str) -> list[Node]:
     return nodes
 
 
-def build(decode: str = "stream") -> dict:
+def build(decode: str = "stream", full_frame: bool = False) -> dict:
     """The UI-format workflow (what ComfyUI's editor saves)."""
-    specs = _nodes(decode)
+    specs = _nodes(decode, full_frame)
     ids = {spec.key: number for number, spec in enumerate(specs, start=1)}
     links, out_links = [], {}
     for spec in specs:
@@ -155,10 +172,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decode", choices=sorted(DECODE_NOTES), default="stream")
     args = parser.parse_args()
-    text = json.dumps(build(args.decode), indent=2) + "\n"
-    for target in TARGETS:
-        target.write_text(text)
-        print(f"wrote {target}")
+    for targets, workflow in ((TARGETS, build(args.decode)), (FULL_FRAME_TARGETS, build("stream", full_frame=True))):
+        text = json.dumps(workflow, indent=2) + "\n"
+        for target in targets:
+            target.write_text(text)
+            print(f"wrote {target}")
 
 
 if __name__ == "__main__":

@@ -115,6 +115,14 @@ def _trim_heap() -> None:
         pass
 
 
+def paste_back(image: np.ndarray, reference, full_frame: bool, band: float, color_match: bool):
+    """``--full-frame``'s compositor for the photo the reference was made from (None without it): the generated
+    frames go through ``paste.paste_stream`` on their way to the writer, a pure post-process of the frames."""
+    from singer_core.pipeline.paste import PasteBack
+
+    return PasteBack.for_reference(image, reference, band, color_match) if full_frame else None
+
+
 def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int, options: GenerationOptions,
             framing: str = "face") -> list[str]:  # fmt: skip
     """Validate the models (checkpoint keys, VAE, wav2vec2, face models + a face in the photo) and the
