@@ -629,12 +629,17 @@ def _missing_models_report(base_dir: Path) -> str:
     return missing_model_report(base_dir / "models")
 
 
-def _install_workflow(base_dir: Path) -> Path:
-    """Put the shipped workflow in the user's saved workflows, so the editor lists it ready to open."""
-    target = base_dir / "user" / "default" / "workflows" / "singer.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "workflows" / "singer.json", target)
-    return target
+SHIPPED_WORKFLOWS = ("singer.json", "singer_full_frame.json")
+
+
+def _install_workflows(base_dir: Path) -> Path:
+    """Put the shipped workflows in the user's saved workflows, so the editor lists them ready to open;
+    returns their folder."""
+    folder = base_dir / "user" / "default" / "workflows"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED_WORKFLOWS:
+        shutil.copyfile(REPO_ROOT / "workflows" / name, folder / name)
+    return folder
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -642,13 +647,14 @@ def _serve(args: argparse.Namespace) -> None:
     comfy_dir = host.comfy_dir
     base_dir = Path(args.base_dir).resolve() if args.base_dir else comfy_dir.parent / "base"
     prepare_base_dir(base_dir)
-    workflow = _install_workflow(base_dir)
+    workflows = _install_workflows(base_dir)
     server = ComfyServer(comfy_dir, base_dir, port=args.port, log_path=base_dir / "comfyui.log", python=host.python)
     _log(f"starting ComfyUI (log: {server.log_path})")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave through `with`, stopping the server
     with server:
         print(f"ComfyUI is up at {server.url}  (base folder {base_dir})", flush=True)
-        print(f"SINGER workflow: open 'singer.json' in the Workflows sidebar ({workflow})", flush=True)
+        print(f"SINGER workflows: open 'singer.json' (or 'singer_full_frame.json', the whole photo) in the "
+              f"Workflows sidebar ({workflows})", flush=True)
         print(_missing_models_report(base_dir), flush=True)
         try:
             server.process.wait()
