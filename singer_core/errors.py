@@ -31,3 +31,7 @@ class CheckpointError(SingerError):
 
 class CancelledError(SingerError):
     """Generation was cancelled by the caller's cancel check."""
+
+
+class ResumeMismatchError(InputError):
+    """A render's saved state was made with other inputs or options than the ones given now."""
