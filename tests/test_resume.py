@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,3 +186,36 @@ def test_the_command_line_survives_sigkill_and_makes_the_same_video(models, tmp_
     expected_frames, expected_audio = _decoded(whole)
     assert len(frames) == 51 and frames == expected_frames
     assert np.array_equal(audio, expected_audio)
+
+
+def test_a_batch_row_goes_on_from_the_same_state(models, tmp_path, capsys):
+    """A row's state is the command line's (the same folder and key): a render of the row's output killed by
+    SIGKILL is finished by the batch, with the frames of an uninterrupted batch (its summary's digest)."""
+    from singer_core.__main__ import main
+    from tests.test_batch import write_csv, write_excerpt
+
+    shutil.copy(DATA / "0001.png", tmp_path / "face.png")
+    write_excerpt(tmp_path / "song.wav", 0.0, 1.2)  # 30 frames: 4 clips of 8
+    jobs = write_csv(tmp_path / "jobs.csv", ["image", "audio", "name"], [["face.png", "song.wav", "row"]])
+    fast = ["--size", "64", "--steps", "1", "--clip-length", "8", "--device", "cpu"]
+    assert main(["batch", str(jobs), "--out", str(tmp_path / "whole"), "--models", str(models), *fast]) == 0
+    expected = json.loads((tmp_path / "whole" / "summary.json").read_text())["rows"][0]["frames_sha256"]
+
+    out = tmp_path / "cut" / "row.mp4"
+    folder = out.with_name(out.name + ".singer-resume")
+    command = [sys.executable, "-m", "singer_core", "generate", "--image", str(tmp_path / "face.png"), "--audio",
+               str(tmp_path / "song.wav"), "--out", str(out), "--models", str(models), *fast]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while _done(folder) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    saved = _done(folder)
+    assert 1 <= saved < 4, saved
+    capsys.readouterr()
+    assert main(["batch", str(jobs), "--out", str(tmp_path / "cut"), "--models", str(models), *fast]) == 0
+    assert f"row: resuming at clip {saved + 1}/4: skipped {saved} clips already done" in capsys.readouterr().out
+    row = json.loads((tmp_path / "cut" / "summary.json").read_text())["rows"][0]
+    assert row["status"] == "done" and row["frames"] == 30 and row["frames_sha256"] == expected
+    assert not folder.exists()
