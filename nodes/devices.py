@@ -25,6 +25,8 @@ import torch
 from singer_core.errors import CancelledError, InputError
 from singer_core.precision import DTYPE_NAMES, DTYPES, dtype_name
 
+from .compat import is_oom
+
 DTYPE_CHOICES = ("auto", *DTYPES)
 
 
@@ -111,7 +113,9 @@ def load_for_work(patchers: Sequence[WholeModelPatcher], memory_required: int) -
         _check_whole_loading_possible(patcher)
     try:
         mm.load_models_gpu(list(patchers), memory_required=int(memory_required), force_full_load=True)
-    except torch.OutOfMemoryError as error:
+    except Exception as error:
+        if not is_oom(error):
+            raise
         weights = sum(p.model_size() for p in patchers)
         for patcher in patchers:
             patcher.detach()  # never leave part of a model on the GPU

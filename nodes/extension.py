@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .conditioning import SingerAudioEncode, SingerReferenceEncode
+from .download import SingerDownloadModels
 from .evaluate import SingerEvaluate
 from .loaders import (
     SingerAudioEncoderLoader,
@@ -32,4 +33,5 @@ class SingerExtension(ComfyExtension):
             SingerVideoDecode,
             SingerDecodeVideo,
             SingerEvaluate,
+            SingerDownloadModels,
         ]

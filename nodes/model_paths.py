@@ -10,6 +10,8 @@ extension inside ComfyUI.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from singer_core.layout import (
 
 __all__ = ["AUDIO_SEPARATOR", "FACE_MODELS_SUBDIR", "INSIGHTFACE", "SINGER", "VAE", "WAV2VEC2", "ModelFolder"]
 PACK_FOLDERS = (SINGER, WAV2VEC2, INSIGHTFACE, AUDIO_SEPARATOR)
+PACK_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ def register_model_folders() -> None:
     """Register the pack's folders under ComfyUI's models dir (creates nothing on disk).
 
     A folder the user already configured (extra_model_paths.yaml) keeps its
-    paths; ours is added as the default and our file types are merged in.
+    paths first (so it is also where *SINGER Download Models* writes); ours is
+    added after them and our file types are merged in.
     """
     import folder_paths
 
@@ -93,7 +97,7 @@ def register_model_folders() -> None:
             continue
         paths, extensions = folder_paths.folder_names_and_paths[folder.name]
         if default_path not in paths:
-            paths.insert(0, default_path)
+            paths.append(default_path)
         merged = set(extensions) | folder.extensions
         folder_paths.folder_names_and_paths[folder.name] = (paths, merged)
 
@@ -107,6 +111,13 @@ def missing_models(models_dir: Path) -> list[RequiredModel]:
     return [req for req in REQUIRED_MODELS if not _has_match(Path(models_dir) / req.folder.name, req)]
 
 
+def download_command(models_dir: Path, python: str | None = None) -> str:
+    """The one command that fetches every model file into ``models_dir`` (``singer_core.download``)."""
+    python = python or sys.executable
+    return (f"cd {shlex.quote(str(PACK_ROOT))} && {shlex.quote(python)} -m singer_core download "
+            f"--models {shlex.quote(str(models_dir))}")
+
+
 def missing_model_report(models_dir: Path) -> str:
     missing = missing_models(models_dir)
     if not missing:
@@ -115,4 +126,7 @@ def missing_model_report(models_dir: Path) -> str:
     for req in missing:
         note = " [optional]" if req.optional else ""
         lines.append(f"  {Path(models_dir) / req.folder.name / req.suggested}{note}\n      from: {req.source}")
+    lines.append("Fetch them all (official Hugging Face repositories, resumable, verified; licences shown first):\n"
+                 f"  {download_command(models_dir)}\n"
+                 "  or in ComfyUI: queue the node 'SINGER Download Models', then refresh (R).")
     return "\n".join(lines)

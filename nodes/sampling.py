@@ -14,6 +14,7 @@ from singer_core.pipeline.options import SCHEDULERS
 from singer_core.precision import dtype_name, weight_dtype
 
 from .comfy_codec import ComfyVAECodec, to_comfy_latent
+from .compat import expert
 from .devices import DTYPE_CHOICES, cancel_requested, interrupts_as_comfy, working
 from .payloads import SingerAudio, SingerModel, SingerReference
 from .resume import open_state
@@ -102,11 +103,11 @@ class SingerSampler(io.ComfyNode):
                                tooltip="Strength of the audio on facial expression (face-region audio attention)."),
                 io.Float.Input("lip_weight", default=1.0, min=0.0, max=5.0, step=0.05,
                                tooltip="Strength of the audio on the lips (lip-region audio attention)."),
-                io.Int.Input("motion_frames", default=2, min=1, max=64,
+                io.Int.Input("motion_frames", default=2, min=1, max=64, **expert(io.Int.Input),
                              tooltip="Frames of the previous clip that condition the next one (official 2)."),
-                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim",
+                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="ddim", **expert(io.Combo.Input),
                                tooltip="Noise scheduler: ddim is the official one; dpmpp and euler are alternatives."),
-                io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto",
+                io.Combo.Input("dtype", options=list(DTYPE_CHOICES), default="auto", **expert(io.Combo.Input),
                                tooltip="Number format of the sampling: auto = the format the checkpoint loader "
                                "loaded the net in (set it there). Another value must match it: the sampler never "
                                "converts the loaded net."),

@@ -14,6 +14,7 @@ from singer_core.errors import SingerError
 SUBCOMMANDS = (
     "singer_core.batch",
     "singer_core.evaluation.cli",
+    "singer_core.download",
 )
 
 

@@ -33,5 +33,33 @@ class CancelledError(SingerError):
     """Generation was cancelled by the caller's cancel check."""
 
 
+class DownloadError(SingerError):
+    """A model file could not be fetched from the Hugging Face Hub (``python -m singer_core download``)."""
+
+
+class OfflineError(DownloadError):
+    """The Hub cannot be reached: HF_HUB_OFFLINE is set, or the network / HF_ENDPOINT does not answer."""
+
+
+class AccessDeniedError(DownloadError):
+    """The Hub refused access (HTTP 401/403): a gated or private repository, or a missing/invalid HF_TOKEN."""
+
+
+class RemoteFileMissingError(DownloadError):
+    """A file (or repository, or revision) is not on the Hub (HTTP 404)."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A downloaded file's size or hash differs from the Hub's metadata; the file was removed."""
+
+
+class DiskSpaceError(DownloadError):
+    """Not enough free disk space for the files still to be fetched."""
+
+
+class DownloadInterruptedError(DownloadError):
+    """The transfer stopped half-way; the partial file is kept (never loaded) and the next run resumes it."""
+
+
 class ResumeMismatchError(InputError):
     """A render's saved state was made with other inputs or options than the ones given now."""

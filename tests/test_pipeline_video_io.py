@@ -151,3 +151,51 @@ def test_audio_starts_in_sync_with_the_video(tmp_path, rate):
         out_rate = stream.rate
     assert abs(int(np.argmax(np.abs(decoded) > 0.3)) / out_rate - 1.0) <= 1 / out_rate
     assert decoded.shape[0] >= 3 * out_rate
+
+
+@pytest.mark.parametrize(
+    ("encoding", "muxer", "decoder", "pixels", "audio"),
+    [
+        (dict(container="mkv", codec="h264", crf=0.0, preset="ultrafast"), "matroska", "h264", "yuv420p", "aac"),
+        (dict(container="webm", codec="av1", crf=40.0), "webm", "dav1d", "yuv420p", "opus"),
+        (dict(container="mp4", codec="av1", bit_depth=10), "mp4", "dav1d", "yuv420p10le", "aac"),
+        (dict(container="mp4", bit_depth=10, color_space="sRGB"), "mp4", "h264", "yuv420p10le", "aac"),
+    ],
+)
+def test_every_container_codec_depth_and_tag(tmp_path, encoding, muxer, decoder, pixels, audio):
+    """The encodings ComfyUI's Save Video asks for: the file has the container, codec, pixel format and audio
+    asked for, the frames written, and sRGB tags only when asked (x264 CRF 0 is lossless up to the YUV step)."""
+    from singer_core.video_io import Encoding
+
+    frames = torch.linspace(0, 1, 8 * 64 * 64 * 3).reshape(8, 64, 64, 3)
+    path = tmp_path / f"out.{encoding['container']}"
+    with VideoWriter(path, 25, torch.zeros(1, 16000), 16000, encoding=Encoding(**encoding)) as writer:
+        writer.write(frames[:5])
+        writer.write(frames[5:])
+    with av.open(str(path)) as container:
+        video = container.streams.video[0].codec_context
+        assert muxer in container.format.name and decoder in video.codec.name
+        assert video.pix_fmt == pixels and int(video.color_trc) == (13 if "color_space" in encoding else 2)
+        assert container.streams.audio[0].codec_context.name == audio
+        decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    assert decoded.shape == (8, 64, 64, 3)
+    assert np.abs(decoded.astype(int) - frames_to_uint8(frames).astype(int)).mean() < 3
+
+
+@pytest.mark.parametrize(
+    ("encoding", "words"),
+    [
+        (dict(container="webm", codec="h264"), "AV1"),
+        (dict(container="avi"), "container"),
+        (dict(codec="h265"), "codec"),
+        (dict(crf=52.0), "0..51"),
+        (dict(preset="turbo"), "preset"),
+        (dict(bit_depth=12), "bit_depth"),
+        (dict(color_space="HDR"), "sRGB"),
+    ],
+)
+def test_an_encoding_nobody_can_write_is_refused_with_its_reason(encoding, words):
+    from singer_core.video_io import Encoding
+
+    with pytest.raises(InputError, match=words):
+        Encoding(**encoding)

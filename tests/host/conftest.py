@@ -8,6 +8,8 @@ Its output goes to a log file that is attached to every failing test report.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.host.harness import load_comfy_host
@@ -41,6 +43,9 @@ def _add_probe_node(base_dir) -> None:
     probe = base_dir / "custom_nodes" / "singer_test_probe"
     probe.mkdir(parents=True, exist_ok=True)
     (probe / "__init__.py").write_text(PROBE_NODE)
+    video_calls = base_dir / "custom_nodes" / "singer_test_video_contract"  # tests/host/test_video_contract.py
+    video_calls.mkdir(exist_ok=True)
+    (video_calls / "__init__.py").write_text((Path(__file__).parent / "video_contract_node.py").read_text())
 
 
 @pytest.fixture(scope="session")

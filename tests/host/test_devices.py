@@ -91,3 +91,13 @@ def test_auto_precision_is_comfys_choice_for_the_device(devices):
 
 def test_onnx_runs_on_the_cpu_when_comfy_does(devices):
     assert devices.onnx_providers() == ["CPUExecutionProvider"]
+
+
+def test_out_of_memory_is_recognised_as_comfyui_recognises_it(mm):
+    """``nodes.compat.is_oom``: ComfyUI's own test where the host has one (0.28+), else torch's error class."""
+    from nodes.compat import is_oom
+
+    errors = [torch.OutOfMemoryError("CUDA out of memory"), RuntimeError("size mismatch"), ValueError("bad")]
+    assert [is_oom(error) for error in errors] == [True, False, False]
+    if hasattr(mm, "is_oom"):
+        assert [is_oom(error) for error in errors] == [bool(mm.is_oom(error)) for error in errors]
