@@ -17,6 +17,7 @@ from .comfy_codec import ComfyVAECodec, to_comfy_latent
 from .compat import expert
 from .devices import DTYPE_CHOICES, cancel_requested, interrupts_as_comfy, working
 from .payloads import SingerAudio, SingerModel, SingerReference
+from .resume import open_state
 from .sockets import SingerAudioSocket, SingerModelSocket, SingerReferenceSocket
 
 LATENT_LAYOUT = (
@@ -28,24 +29,49 @@ LATENT_LAYOUT = (
 
 class _ProgressToComfy:
     """Forwards the pipeline's step events to ComfyUI as ``latent_preview.prepare_callback`` does: the progress
-    bar (whose update also honours Cancel) and, when previews are on (``--preview-method``), a preview of the
+    bar over the whole song, clips x steps (whose update also honours Cancel), the running clip as the node's
+    progress text (``clip K/N``; where the host has no progress text, the server log says it at each clip) and,
+    when previews are on (``--preview-method``), a preview of the
     current denoised estimate (x0) of the clip's middle frame through ComfyUI's previewer for SD 1.5 latents
     (SINGER denoises SD 1.5 VAE latents scaled by 0.18215, ComfyUI's ``SD15`` format): TAESD when
-    ``taesd_decoder`` is in models/vae_approx, else latent2rgb."""
+    ``taesd_decoder`` is in models/vae_approx, else latent2rgb. A resumed render's bar starts at its restored
+    clips."""
 
     def __init__(self, device, clips: int, steps: int) -> None:
         self.total = clips * steps
         self.previewer = latent_preview.get_previewer(device, comfy.latent_formats.SD15())
         self.bar = comfy.utils.ProgressBar(self.total)
+        self.shown_clip = -1
+        self.skipped = 0
 
     def __call__(self, event: Progress) -> None:
+        if event.kind == "resume":
+            self.skipped = event.clip
+            self.bar.update_absolute(event.clip * event.steps, self.total)
+            return
         if event.kind != "step":
             return
+        if event.clip != self.shown_clip:
+            self.shown_clip = event.clip
+            resumed = f" (resumed: {self.skipped} clips from disk)" if self.skipped else ""
+            _progress_text(f"clip {event.clip + 1}/{event.clips}{resumed}")
         preview = None
         if self.previewer is not None and event.denoised is not None:
             middle = event.denoised[:, :, event.denoised.shape[2] // 2].float()  # [1, 4, h, w]
             preview = self.previewer.decode_latent_to_preview_image("JPEG", middle)
         self.bar.update_absolute(event.clip * event.steps + event.step, self.total, preview)
+
+
+def _progress_text(text: str) -> None:
+    """The node's progress text (``PromptServer.send_progress_text``, newer hosts), else a server log line."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+
+        context = get_executing_context()
+        PromptServer.instance.send_progress_text(text, context.node_id)
+    except (ImportError, AttributeError):
+        print(f"[SINGER Sampler] {text}", flush=True)
 
 
 class SingerSampler(io.ComfyNode):
@@ -85,6 +111,12 @@ class SingerSampler(io.ComfyNode):
                                tooltip="Number format of the sampling: auto = the format the checkpoint loader "
                                "loaded the net in (set it there). Another value must match it: the sampler never "
                                "converts the loaded net."),
+                io.Boolean.Input("resume", default=True, optional=True,
+                                 tooltip="Keep the render on disk clip by clip (ComfyUI/user/singer_resume/): queueing "
+                                 "the same graph again after Cancel, an error or a server restart continues from the "
+                                 "last finished clip, with the same latents. Off: this graph's kept state is deleted "
+                                 "and none is kept. Any change of model, audio, reference or option starts afresh; "
+                                 "unfinished renders older than 7 days are deleted."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip=LATENT_LAYOUT),
@@ -107,6 +139,7 @@ class SingerSampler(io.ComfyNode):
         motion_frames: int = 2,
         scheduler: str = "ddim",
         dtype: str = "auto",
+        resume: bool = True,
     ) -> io.NodeOutput:
         features = singer_audio.features
         net = singer_model.net
@@ -131,6 +164,8 @@ class SingerSampler(io.ComfyNode):
         codec = ComfyVAECodec(reference.vae)
         clips = len(plan_clips(features.audio_length, options.clip_length, options.overlap))
         with interrupts_as_comfy(), working([singer_model.patcher], estimate_working_memory(net.config, shape)) as dev:
+            state = open_state(singer_model.source_path, reference.vae, reference.face, features, options, dev, resume,
+                               clips)  # fmt: skip
             result = generate(
                 net,
                 codec,
@@ -140,5 +175,9 @@ class SingerSampler(io.ComfyNode):
                 on_progress=_ProgressToComfy(dev, clips, options.steps),
                 should_cancel=cancel_requested,
                 output="latents",
+                resume=state,
             )
+        if state is not None:
+            state.remove()  # finished: ComfyUI caches the output from here on
         return io.NodeOutput(to_comfy_latent(result.latents), float(result.fps))
+

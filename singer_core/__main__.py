@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-vocal-separation", action="store_true", help="encode the mix even if the separator exists")
     gen.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     gen.add_argument("--dry-run", action="store_true", help="validate inputs and models, generate nothing")
+    gen.add_argument("--fresh", action="store_true",
+                     help="discard the unfinished render kept next to --out (OUT.singer-resume/) and start over")
     gen.set_defaults(handler=_generate)
     for module in SUBCOMMANDS:
         importlib.import_module(module).add_parser(commands)
@@ -108,14 +110,11 @@ def _device(name: str | None):
 
 
 def _generate(args) -> int:
-    from tqdm import tqdm
-
     from singer_core.errors import InputError
     from singer_core.pipeline import session
     from singer_core.pipeline.generate import iter_clips
     from singer_core.pipeline.model_files import locate_models
-    from singer_core.pipeline.paste import even_size, paste_stream
-    from singer_core.video_io import VideoWriter
+    from singer_core.pipeline.paste import even_size
 
     options = _options(args)
     check_paste_options(args)
@@ -138,23 +137,13 @@ def _generate(args) -> int:
     reference = session.prepare_reference(files, image, options, args.face_expand_ratio, args.framing)
     audio = session.prepare_audio(files, song, rate, options, device, separate=not args.no_vocal_separation)
     del song  # the writer muxes the song from its file: nothing song-long at the native rate stays
+    state = session.open_render(out, files, image, args.audio, args, reference, audio, options, device)
+    paste = session.paste_back(image, reference, args.full_frame, args.paste_band, args.paste_color_match)
+    del image  # a changed input or option is refused above, before the net is loaded
     net = session.load_net(files, options, device)
     codec = session.load_codec(files, options, device, args.decode_batch, args.vae_tiling)
-    bar_format = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
-    with tqdm(total=1.0, bar_format=bar_format, desc="generating") as bar:
-
-        def on_progress(event) -> None:
-            bar.n = round(event.fraction, 4)
-            bar.set_postfix_str(f"clip {event.clip + 1}/{event.clips} step {event.step}/{event.steps}")
-            bar.refresh()
-
-        # Each clip is encoded as soon as it is final: memory does not grow with the song.
-        clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
-        paste = session.paste_back(image, reference, args.full_frame, args.paste_band, args.paste_color_match)
-        with VideoWriter(out, clips.fps, Path(args.audio)) as writer:
-            for piece in paste_stream(clips, paste):
-                writer.write(piece)
-    print(f"wrote {out} ({writer.frames} frames, {writer.frames / clips.fps:.2f} s)")
+    session.write_render(out, Path(args.audio), state, lambda progress: iter_clips(
+        net, codec, reference, audio, options, on_progress=progress, resume=state), paste=paste)
     return 0
 
 

@@ -49,7 +49,7 @@ if typing.TYPE_CHECKING:
 
 JOB_COLUMNS = ("image", "audio", "name")
 # ``generate`` options that name files, models or the device: the same for every row (command line only).
-COMMAND_LINE_ONLY = ("image", "audio", "out", "models", "checkpoint", "vae", "device", "dry_run", "help")
+COMMAND_LINE_ONLY = ("image", "audio", "out", "models", "checkpoint", "vae", "device", "dry_run", "help", "fresh")
 STATUSES = ("done", "skipped", "failed")
 SUMMARY_FIELDS = (
     "index", "name", "status", "output", "frames", "seconds", "generate_seconds", "rank", "frames_sha256", "error",
@@ -439,16 +439,16 @@ def run_job(job: Job, out: Path, models: LoadedModels, rank: int = 0) -> RowResu
 
 def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, str]:
     """Generate one row's video into ``path``, each clip encoded as soon as it is final (memory does not grow
-    with the song, as ``generate``); returns (frames, seconds of generating and encoding, frames' sha256)."""
-    from tqdm import tqdm
+    with the song, as ``generate``); returns (frames, seconds of generating and encoding, frames' sha256).
 
+    The row is kept on disk clip by clip as the command line's ``generate`` does (``DIR/<name>.mp4.singer-resume/``,
+    see ``session.write_render``): a row interrupted half-way goes on from its last finished clip, and its state
+    is discarded when the row's settings or inputs changed since (the row is remade, as a finished one would be)."""
     from singer_core.audio import song_features
     from singer_core.face import prepare_reference
     from singer_core.pipeline import session
     from singer_core.pipeline.codec import DiffusersVAECodec
     from singer_core.pipeline.generate import iter_clips
-    from singer_core.pipeline.paste import paste_stream
-    from singer_core.video_io import VideoWriter, frames_to_uint8
 
     args, options = job.args, job.options
     image = session.read_image(job.image)
@@ -458,24 +458,15 @@ def _generate(job: Job, path: Path, models: LoadedModels) -> tuple[int, float, s
                                   face_expand_ratio=args.face_expand_ratio, framing=args.framing)  # fmt: skip
     audio = song_features(song, rate, models.wav2vec(), options.clip_length, options.fps, separator=separator)
     del song  # muxed from its file below
+    state = session.open_render(job.output(path.parent), models.files, image, job.audio, args, reference, audio,
+                                options, models.device, on_change="restart")  # fmt: skip
     net, vae = models.net_and_vae(options)
     codec = DiffusersVAECodec(vae, batch_size=args.decode_batch, tiling=args.vae_tiling)
-    digest = hashlib.sha256()  # of the uint8 frames as written: H.264 is not bit-reproducible, they are (one machine)
-    with tqdm(total=1.0, desc=job.name, leave=False, disable=None, bar_format="{l_bar}{bar}| {elapsed}") as bar:
-
-        def on_progress(event) -> None:
-            bar.n = round(event.fraction, 4)
-            bar.refresh()
-
-        start = time.perf_counter()
-        clips = iter_clips(net, codec, reference, audio, options, on_progress=on_progress)
-        paste = session.paste_back(image, reference, args.full_frame, args.paste_band, args.paste_color_match)
-        with VideoWriter(path, clips.fps, Path(job.audio)) as writer:
-            for piece in paste_stream(clips, paste):
-                writer.write(piece)
-                digest.update(frames_to_uint8(piece).tobytes())
-        seconds = time.perf_counter() - start
-    return writer.frames, seconds, digest.hexdigest()
+    start = time.perf_counter()
+    writer, digest = session.write_render(path, Path(job.audio), state, lambda progress: iter_clips(
+        net, codec, reference, audio, options, on_progress=progress, resume=state), name=job.name,
+        paste=session.paste_back(image, reference, args.full_frame, args.paste_band, args.paste_color_match))
+    return writer.frames, time.perf_counter() - start, digest
 
 
 # -- the summary ------------------------------------------------------------------------------------------------

@@ -59,3 +59,7 @@ class DiskSpaceError(DownloadError):
 
 class DownloadInterruptedError(DownloadError):
     """The transfer stopped half-way; the partial file is kept (never loaded) and the next run resumes it."""
+
+
+class ResumeMismatchError(InputError):
+    """A render's saved state was made with other inputs or options than the ones given now."""

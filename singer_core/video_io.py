@@ -81,9 +81,13 @@ class Encoding:
 
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """[T, H, W, 3] float in [0, 1] -> uint8 array, rounding like the official ``clip(x * 255)`` cast."""
+    """[T, H, W, 3] float in [0, 1] -> uint8 array, rounding like the official ``clip(x * 255)`` cast.
+    uint8 frames (a resumable render's pieces, already converted: ``singer_core.pipeline.resume``) pass as
+    they are."""
     if frames.dim() != 4 or frames.shape[-1] != 3:
         raise InputError(f"Video frames must be [frames, height, width, 3] (got {list(frames.shape)}).")
+    if frames.dtype == torch.uint8:
+        return frames.detach().cpu().contiguous().numpy()
     return (frames.detach().float().cpu().clamp(0, 1) * 255).to(torch.uint8).contiguous().numpy()
 
 

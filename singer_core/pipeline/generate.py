@@ -28,6 +28,7 @@ from singer_core.pipeline.conditions import Conditions, build_conditions, projec
 from singer_core.pipeline.inputs import ReferenceInputs
 from singer_core.pipeline.options import GenerationOptions
 from singer_core.pipeline.progress import Hooks, Progress
+from singer_core.pipeline.resume import Carry, RenderState
 from singer_core.pipeline.schedulers import make_scheduler
 from singer_core.precision import check_compute_dtype
 from singer_core.sampling import DenoiseStep, classifier_free_guidance, denoise_clip, initial_latents
@@ -118,6 +119,7 @@ class _Run:
         self.generator = torch.Generator("cpu").manual_seed(options.seed)
         self.row_memo = RowMemo()  # reference rows of the write pass, the same in every clip
         self.cfg = classifier_free_guidance(options.guidance)  # False: the conditional half alone
+        self.state: RenderState | None = None  # the render kept on disk clip by clip, if asked
 
     # -- once per generation ------------------------------------------------------------------------
 
@@ -207,12 +209,16 @@ class ClipStream:
     ``frames``: the song's frame count ``T`` (what the pieces add up to); iterating yields, in order,
     ``[n, H, W, 3]`` float32 frames in [0, 1] on the CPU (``output='frames'``) or ``[n, 4, h, w]``
     latents (``output='latents'``). Iterate once: the generation runs as the pieces are taken.
+    With a :class:`RenderState`, frames are handed out as uint8 (what is kept on disk), and ``resumed``
+    clips come from disk first (``clips``: the song's clip count).
     """
 
     fps: int
     frames: int
     output: str
     pieces: Iterator[torch.Tensor]
+    clips: int = 0
+    resumed: int = 0
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return self.pieces
@@ -227,6 +233,7 @@ def iter_clips(
     on_progress=None,
     should_cancel=None,
     output: str = "frames",
+    resume: RenderState | None = None,
 ) -> ClipStream:
     """Generate the video of a whole song, clip by clip, without holding it whole.
 
@@ -236,7 +243,8 @@ def iter_clips(
     song's audio tokens and, for ``'latents'``, the pieces the caller keeps aside).
 
     ``net`` is never modified: it computes in the format it was loaded in, ``options.dtype`` (see
-    :mod:`singer_core.precision`).
+    :mod:`singer_core.precision`). ``resume``: keep the render on disk clip by clip and go on from what it
+    holds (see :mod:`singer_core.pipeline.resume`); opened here, so a refused resume fails before any work.
     """
     options = options or GenerationOptions()
     options.validate()
@@ -250,7 +258,12 @@ def iter_clips(
     if audio.audio_length < 1 or audio.frames < 1:
         raise InputError("The audio covers no video frame; use a longer song.")
     run = _Run(net, codec, reference, options, Hooks(on_progress, should_cancel), output)
-    return ClipStream(options.fps, audio.audio_length, output, _pieces(run, audio))
+    spans = plan_clips(audio.audio_length, options.clip_length, options.overlap)
+    if resume is not None:
+        run.state = resume
+        resume.open(len(spans))
+    resumed = 0 if resume is None else resume.resume_at
+    return ClipStream(options.fps, audio.audio_length, output, _pieces(run, audio, spans), len(spans), resumed)
 
 
 def generate(
@@ -262,6 +275,7 @@ def generate(
     on_progress=None,
     should_cancel=None,
     output: str = "frames",
+    resume: RenderState | None = None,
 ) -> GenerationResult:
     """Generate the video for a whole song and return it whole (see :func:`iter_clips` to write it
     away clip by clip instead: the whole video of a song is ``T x H x W x 3 x 4`` bytes).
@@ -272,8 +286,9 @@ def generate(
     ``on_progress(Progress)`` is called after every denoising step and every clip;
     ``should_cancel()`` is polled before every step and raises :class:`CancelledError` when true.
     ``output``: ``'frames'`` (decoded video) or ``'latents'`` (see :class:`GenerationResult`).
+    ``resume``: see :func:`iter_clips` (frames then come back as uint8).
     """
-    stream = iter_clips(net, codec, reference, audio, options, on_progress, should_cancel, output)
+    stream = iter_clips(net, codec, reference, audio, options, on_progress, should_cancel, output, resume)
     if output == "latents":
         return GenerationResult(None, stream.fps, latents=torch.cat(list(stream)))
     frames, done = None, 0
@@ -285,9 +300,10 @@ def generate(
     return GenerationResult(frames, stream.fps)
 
 
-def _pieces(run: _Run, audio) -> Iterator[torch.Tensor]:
-    """Run the generation; yield the final pieces, cut to the song length (the official cut)."""
-    spans = plan_clips(audio.audio_length, run.options.clip_length, run.options.overlap)
+def _pieces(run: _Run, audio, spans: list[ClipSpan]) -> Iterator[torch.Tensor]:
+    """Run the generation; yield the final pieces, cut to the song length (the official cut). With a
+    :class:`RenderState`, the clips it restored are handed out from disk first and generation goes on from
+    the state the last of them left (see :mod:`singer_core.pipeline.resume`)."""
     with torch.no_grad():
         run.hooks.check_cancel()
         conditions = run.conditions()
@@ -295,27 +311,57 @@ def _pieces(run: _Run, audio) -> Iterator[torch.Tensor]:
         first = run.first_clip_latents()
         _release(run.device)
     assembler = FrameAssembler(run.options.overlap, history=run.options.motion_frames)
-    for final in _generate_clips(run, spans, conditions, tokens, first, assembler):
-        keep = min(final.shape[0], audio.audio_length - (assembler.count - final.shape[0]))
-        if keep > 0:
-            yield run.piece(final[:keep])
-
-
-def _generate_clips(run: _Run, spans, conditions: Conditions, tokens: _ClipTokens, first: torch.Tensor,
-                    assembler: FrameAssembler) -> Iterator[torch.Tensor]:  # fmt: skip
-    """Each clip in turn; yields the frames (or latents) each one makes final, then the last tail."""
-    options, hooks = run.options, run.hooks
-    latents = None
-    for span in spans:
+    state, latents, start = run.state, None, 0
+    if state is not None and state.resume_at:
+        for piece in state.pieces():
+            if piece is not None:
+                yield piece
+        latents, first = _restore(run, state.carry(), assembler)
+        start = state.resume_at
+        run.hooks.report(Progress("resume", start, len(spans), 0, run.options.steps))
+    for span in spans[start:]:
         with torch.no_grad():
             latents = _clip(run, span, len(spans), conditions, tokens, first, latents, assembler)
-            final = assembler.add(run.clip_output(latents))
-        hooks.report(Progress("clip", span.index, len(spans), options.steps, options.steps))
+            piece = _song_cut(run, audio, assembler, assembler.add(run.clip_output(latents)))
+        if state is not None:
+            state.save(span.index, piece, _carry(run, span, assembler, first, latents))
+        run.hooks.report(Progress("clip", span.index, len(spans), run.options.steps, run.options.steps))
         _release(run.device)
-        yield final
+        if piece is not None:
+            yield piece
     tail = assembler.finish()
-    if tail is not None:
-        yield tail
+    if tail is not None and (piece := _song_cut(run, audio, assembler, tail)) is not None:
+        yield piece
+
+
+def _song_cut(run: _Run, audio, assembler: FrameAssembler, final: torch.Tensor) -> torch.Tensor | None:
+    """The part of ``final`` (just handed out by ``assembler``) inside the song, in the caller's layout
+    (uint8 frames when the render is kept on disk: what is stored is what is handed out); None if nothing."""
+    keep = min(final.shape[0], audio.audio_length - (assembler.count - final.shape[0]))
+    if keep <= 0:
+        return None
+    piece = run.piece(final[:keep])
+    if run.state is not None and run.output == "frames":
+        from singer_core.video_io import frames_to_uint8
+
+        piece = torch.from_numpy(frames_to_uint8(piece))
+    return piece
+
+
+def _carry(run: _Run, span: ClipSpan, assembler: FrameAssembler, first: torch.Tensor, latents: torch.Tensor) -> Carry:
+    """What the clip after ``span`` starts from (the tensors themselves: restored, they are the same bits)."""
+    previous = latents if run.options.motion_source == "latent" else None
+    return Carry(span.index + 1, run.generator.get_state(), assembler.count, first, recent=assembler.recent,
+                 pending=assembler.pending, previous=previous)  # fmt: skip
+
+
+def _restore(run: _Run, carry: Carry, assembler: FrameAssembler) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Put the saved state back: the generator, the assembler's held frames; returns (the last clip's
+    latents or None, the first clip's latents), on the run's device."""
+    run.generator.set_state(carry.generator)
+    assembler.count, assembler.recent, assembler.pending = carry.count, carry.recent, carry.pending
+    previous = None if carry.previous is None else carry.previous.to(run.device)
+    return previous, carry.first.to(run.device)
 
 
 def _clip(run: _Run, span: ClipSpan, clips: int, conditions: Conditions, tokens: _ClipTokens, first: torch.Tensor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,86 @@ def dry_run(files: ModelFiles, image: np.ndarray, song: torch.Tensor, rate: int,
         f"audio: {song.shape[-1] / rate:.2f} s at {rate} Hz -> {frames} frames, {clips} clips of {options.clip_length}",
         f"output: {options.width}x{options.height} at {options.fps} fps, {options.steps} {options.scheduler} steps",
     ]
+
+
+# -- resumable renders (singer_core.pipeline.resume) -------------------------------------------------------------
+
+RESUME_SUFFIX = ".singer-resume"
+
+
+def resume_folder(out: str | Path) -> Path:
+    """Where the render of ``out`` is kept while it is unfinished: ``out.mp4.singer-resume/`` next to it."""
+    out = Path(out)
+    return out.with_name(out.name + RESUME_SUFFIX)
+
+
+def render_identity(files: ModelFiles, image: np.ndarray, audio_path: str | Path, args) -> dict[str, str]:
+    """What the command line's result depends on beyond the options and the prepared inputs (which
+    ``resume.render_key`` digests): the model files, the photo's pixels, the song file (muxed as it is) and
+    the preprocessing and decoding options. ``args``: the ``generate`` namespace."""
+    from singer_core.pipeline.resume import file_digest, file_identity
+
+    identity = {f"model {name}": file_identity(getattr(files, name))
+                for name in ("checkpoint", "vae", "wav2vec", "insightface") }  # fmt: skip
+    identity["model separator"] = "none" if files.separator is None else file_identity(files.separator)
+    identity["image"] = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() + f" {image.shape}"
+    identity["audio file"] = file_digest(audio_path)
+    for name in ("face_expand_ratio", "framing", "decode_batch", "vae_tiling", "no_vocal_separation"):
+        identity[name] = str(getattr(args, name))
+    return identity
+
+
+def open_render(out: str | Path, files: ModelFiles, image: np.ndarray, audio_path: str | Path, args, reference,
+                audio, options: GenerationOptions, device, on_change: str = "refuse"):  # fmt: skip
+    """The :class:`~singer_core.pipeline.resume.RenderState` of ``out`` (command line and batch rows)."""
+    from singer_core.pipeline.resume import RenderState, render_key
+
+    key = render_key(reference, audio, options, "frames", device,
+                     render_identity(files, image, audio_path, args))  # fmt: skip
+    state = RenderState(resume_folder(out), key, on_change=on_change, fresh=getattr(args, "fresh", False))
+    state.open(len(plan_clips(audio.audio_length, options.clip_length, options.overlap)))
+    return state
+
+
+def write_render(out: Path, song: Path, state, start_clips, name: str = "generating", log=print, paste=None):
+    """Generate and write ``out`` through its render state (``session.open_render``): the clips it holds are
+    handed out from disk, the rest generated and kept there clip by clip; the mp4 is written to a temporary file
+    in the state folder and moved to ``out`` when complete, and the state removed then. ``start_clips(progress)``
+    calls ``iter_clips`` with that progress callback. ``paste`` (``paste_back``'s compositor, or None) turns the
+    model-window frames, which the state keeps, into the whole photo's on their way to the writer. Prints
+    ``clip K/N`` with the elapsed time and an ETA; returns the writer (frames written) and the sha256 of the uint8
+    frames it encoded."""
+    import os
+
+    from tqdm import tqdm
+
+    from singer_core.pipeline.paste import paste_stream
+    from singer_core.pipeline.progress import ClipClock
+    from singer_core.video_io import VideoWriter, frames_to_uint8
+
+    clock, digest = ClipClock(), hashlib.sha256()
+    with tqdm(total=1.0, bar_format="{l_bar}{bar}| {postfix}", desc=name, disable=None) as bar:
+
+        def on_progress(event) -> None:
+            bar.n = round(event.fraction, 4)
+            bar.set_postfix_str(text := clock.text(event))
+            bar.refresh()
+            if event.kind == "clip":  # a line per clip, also where the bar is off (logs, batch)
+                tqdm.write(f"{name}: {text}")
+
+        clips = start_clips(on_progress)
+        for note in state.notes:
+            log(f"{name}: {note}", flush=True)
+        if clips.resumed:
+            going_on = (f"resuming at clip {clips.resumed + 1}/{clips.clips}" if clips.resumed < clips.clips
+                        else f"all {clips.clips} clips were done, writing the video")  # fmt: skip
+            log(f"{name}: {going_on}: skipped {clips.resumed} clips already done (kept in {state.folder})", flush=True)
+        temporary = state.folder / "video.mp4"  # Each clip is encoded as soon as it is final.
+        with VideoWriter(temporary, clips.fps, song) as writer:
+            for piece in paste_stream(clips, paste):
+                writer.write(piece)
+                digest.update(frames_to_uint8(piece).tobytes())
+    os.replace(temporary, out)
+    state.remove()
+    log(f"wrote {out} ({writer.frames} frames, {writer.frames / clips.fps:.2f} s)", flush=True)
+    return writer, digest.hexdigest()
