@@ -15,6 +15,7 @@ from .loaders import (
 )
 from .model_paths import register_model_folders
 from .paste import SingerPasteBack
+from .resume import SingerClearResumeState
 from .sampling import SingerSampler
 from .video import SingerDecodeVideo, SingerVideoDecode
 
@@ -31,6 +32,7 @@ class SingerExtension(ComfyExtension):
             SingerAudioEncode,
             SingerReferenceEncode,
             SingerSampler,
+            SingerClearResumeState,
             SingerVideoDecode,
             SingerDecodeVideo,
             SingerPasteBack,

@@ -19,6 +19,7 @@ import weakref
 from pathlib import Path
 
 import folder_paths
+from comfy_api.latest import io, ui
 
 from singer_core.pipeline.resume import RenderState, file_identity, key_digest, remove_old_states, render_key
 from singer_core.pipeline.resume import tensor_digest as _tensor_digest
@@ -60,3 +61,40 @@ def open_state(model_path: str, vae, reference, features, options, device, resum
         print(f"[SINGER Sampler] resuming at clip {state.resume_at + 1}/{clips}: {state.resume_at} clips restored "
               f"from {folder}, {clips - state.resume_at} to compute", flush=True)  # fmt: skip
     return state
+
+
+def clear_states(older_than_days: float) -> str:
+    """Delete the kept renders not written to for ``older_than_days`` days (0: all of them); says what it freed."""
+    root = state_root()
+    sizes = {f: sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) for f in root.iterdir()} if root.is_dir() \
+        else {}  # fmt: skip
+    removed = remove_old_states(root, older_than_days * 86400)
+    freed = sum(sizes.get(folder, 0) for folder in removed)
+    kept = len(sizes) - len(removed)
+    return (f"Removed {len(removed)} kept render(s), {freed / 1e6:.1f} MB, from {root}; "
+            f"{kept} newer than {older_than_days:g} day(s) kept.")  # fmt: skip
+
+
+class SingerClearResumeState(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SingerClearResumeState",
+            display_name="SINGER Clear Resume State",
+            category="SINGER/sampling",
+            description="Deletes the renders the SINGER Sampler keeps on disk to resume after Cancel, an error or a "
+            f"restart ({STATE_FOLDER}/ in ComfyUI's user folder). A finished render removes its own; this clears "
+            f"the unfinished ones (the sampler also drops those untouched for {MAX_AGE_DAYS} days). Queue it alone.",
+            inputs=[
+                io.Float.Input("older_than_days", default=0.0, min=0.0, max=3650.0, step=0.5,
+                               tooltip="Only renders not written to for this many days; 0 = every kept render."),
+            ],
+            outputs=[io.String.Output(display_name="report")],
+            is_output_node=True,
+            not_idempotent=True,
+        )
+
+    @classmethod
+    def execute(cls, older_than_days: float = 0.0) -> io.NodeOutput:
+        text = clear_states(older_than_days)
+        return io.NodeOutput(text, ui=ui.PreviewText(text))

@@ -101,3 +101,28 @@ def test_a_server_restart_in_between_loses_nothing(comfy_server, singer_models, 
     print(f"restarted; {restored} clips restored")
     _check_only_the_rest_was_computed(restored, progress, folder)
     assert _latents(comfy_server, "restart_cut").equal(_latents(comfy_server, "restart_ref"))
+
+
+def test_clear_resume_state_removes_kept_renders_by_age(comfy_server):
+    """'SINGER Clear Resume State' deletes the kept renders older than its threshold, and only those."""
+    import os
+
+    states = comfy_server.base_dir / "user" / "singer_resume"
+    old, new = states / "old_render", states / "new_render"
+    for folder in (old, new):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "clip_0000.bin").write_bytes(b"\0" * 4096)
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(old / "clip_0000.bin", (three_days_ago, three_days_ago))
+
+    def clear(days: float):
+        prompt = {"1": {"class_type": "SingerClearResumeState", "inputs": {"older_than_days": days}}}
+        outcome = comfy_server.run(prompt, timeout=120)
+        assert outcome.status == "success", outcome.history["status"]
+        return outcome
+
+    clear(1.0)
+    assert not old.exists() and new.exists()  # only the render untouched for more than a day
+    outcome = clear(0.0)
+    assert not new.exists()
+    assert "Removed 1 kept render" in str(outcome.history.get("outputs"))
