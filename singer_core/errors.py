@@ -63,3 +63,7 @@ class DownloadInterruptedError(DownloadError):
 
 class ResumeMismatchError(InputError):
     """A render's saved state was made with other inputs or options than the ones given now."""
+
+
+class RenderSpaceError(InputError):
+    """The disk cannot hold a resumable render's kept frames; said before any model is loaded."""

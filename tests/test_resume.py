@@ -219,3 +219,15 @@ def test_a_batch_row_goes_on_from_the_same_state(models, tmp_path, capsys):
     row = json.loads((tmp_path / "cut" / "summary.json").read_text())["rows"][0]
     assert row["status"] == "done" and row["frames"] == 30 and row["frames_sha256"] == expected
     assert not folder.exists()
+
+
+def test_a_render_that_cannot_fit_on_the_disk_is_refused_up_front(tmp_path):
+    import shutil
+
+    from singer_core.errors import RenderSpaceError
+    from singer_core.pipeline.session import check_render_space
+
+    check_render_space(tmp_path, 100, 64, 64)  # 1.2 MB: fits
+    frames = shutil.disk_usage(tmp_path).free // (512 * 512 * 3) + 1000  # more than the disk holds
+    with pytest.raises(RenderSpaceError, match=r"512x512x3 bytes per frame.*GB still needed.*--out to another disk"):
+        check_render_space(tmp_path, frames, 512, 512)

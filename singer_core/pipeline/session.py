@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from singer_core.errors import InputError
+from singer_core.errors import InputError, RenderSpaceError
 from singer_core.pipeline.clips import plan_clips
 from singer_core.pipeline.codec import DiffusersVAECodec
 from singer_core.pipeline.model_files import ModelFiles
@@ -192,7 +192,26 @@ def open_render(out: str | Path, files: ModelFiles, image: np.ndarray, audio_pat
                      render_identity(files, image, audio_path, args))  # fmt: skip
     state = RenderState(resume_folder(out), key, on_change=on_change, fresh=getattr(args, "fresh", False))
     state.open(len(plan_clips(audio.audio_length, options.clip_length, options.overlap)))
+    check_render_space(state.folder, audio.audio_length, options.width, options.height)
     return state
+
+
+RENDER_SPACE_MARGIN = 256 << 20  # the mp4 being written and the small state files, generously
+
+
+def check_render_space(folder: Path, frames: int, width: int, height: int) -> None:
+    """Refuse, before the net is loaded, a render whose kept frames (``width x height x 3`` bytes each, the whole
+    song's at most) would not fit on ``folder``'s disk: better than failing hours in."""
+    import shutil
+
+    kept = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    needed = max(frames * width * height * 3 - kept, 0) + RENDER_SPACE_MARGIN
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise RenderSpaceError(
+            f"Not enough disk space for the render state in {folder}: it keeps every finished frame until the video "
+            f"is complete ({width}x{height}x3 bytes per frame, {frames} frames: {needed / 1e9:.2f} GB still needed, "
+            f"{free / 1e9:.2f} GB free). Free some space, or write --out to another disk.")
 
 
 def write_render(out: Path, song: Path, state, start_clips, name: str = "generating", log=print, paste=None):
