@@ -17,22 +17,14 @@ from tests.fake_hub import FakeHub, HubFaults, tiny_hub_repos
 from tests.host.events import ServerEvents
 from tests.host.harness import Prompt, load_comfy_host
 from tests.host.workflow_api import workflow_to_api
+from tests.test_download import DEFAULT_FILES
 
 pytestmark = pytest.mark.host
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 VAE = "sd-vae-ft-mse/diffusion_pytorch_model.safetensors"
-FETCHED = (
-    "singer/singer_net.safetensors",
-    "vae/sd-vae-ft-mse.safetensors",
-    "wav2vec2/wav2vec2-base-960h/config.json",
-    "wav2vec2/wav2vec2-base-960h/model.safetensors",
-    "insightface/models/antelopev2/scrfd_10g_bnkps.onnx",
-    "insightface/models/antelopev2/glintr100.onnx",
-    "insightface/models/antelopev2/2d106det.onnx",
-    "audio_separator/Kim_Vocal_2.onnx",
-)
+FETCHED = sorted(DEFAULT_FILES)  # what the node fetches with its default groups, as the command line
 
 
 def _excerpt(folder: Path) -> str:
