@@ -21,7 +21,14 @@ from pathlib import Path
 import folder_paths
 from comfy_api.latest import io, ui
 
-from singer_core.pipeline.resume import RenderState, file_identity, key_digest, remove_old_states, render_key
+from singer_core.pipeline.resume import (
+    RenderState,
+    file_identity,
+    key_digest,
+    remove_old_states,
+    render_key,
+    size_on_disk,
+)
 from singer_core.pipeline.resume import tensor_digest as _tensor_digest
 
 STATE_FOLDER = "singer_resume"
@@ -66,8 +73,7 @@ def open_state(model_path: str, vae, reference, features, options, device, resum
 def clear_states(older_than_days: float) -> str:
     """Delete the kept renders not written to for ``older_than_days`` days (0: all of them); says what it freed."""
     root = state_root()
-    sizes = {f: sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) for f in root.iterdir()} if root.is_dir() \
-        else {}  # fmt: skip
+    sizes = {folder: size_on_disk(folder) for folder in root.iterdir()} if root.is_dir() else {}
     removed = remove_old_states(root, older_than_days * 86400)
     freed = sum(sizes.get(folder, 0) for folder in removed)
     kept = len(sizes) - len(removed)

@@ -204,7 +204,9 @@ def check_render_space(folder: Path, frames: int, width: int, height: int) -> No
     song's at most) would not fit on ``folder``'s disk: better than failing hours in."""
     import shutil
 
-    kept = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    from singer_core.pipeline.resume import size_on_disk
+
+    kept = size_on_disk(folder)
     needed = max(frames * width * height * 3 - kept, 0) + RENDER_SPACE_MARGIN
     free = shutil.disk_usage(folder).free
     if free < needed:
