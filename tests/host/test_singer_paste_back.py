@@ -17,7 +17,7 @@ from singer_core.pipeline import session
 from singer_core.pipeline.paste import paste_stream
 from singer_core.video_io import frames_to_uint8
 from tests.host.harness import ON_0_3_75_ONLY, ON_BOTH_HOSTS, Prompt
-from tests.host.test_singer_workflow import FPS, REPO, SIZE, _id, _saved_video, _set, _song_seconds
+from tests.host.test_singer_workflow import FPS, REPO, SIZE, _id, _saved_video, _set, _song_seconds, _use_tiny_models
 from tests.host.workflow_api import workflow_to_api
 from tests.test_paste import textured_photo
 
@@ -69,11 +69,7 @@ def test_full_frame_workflow_end_to_end(comfy_server, singer_models, models_dir,
     name = f"picture_{width}x{height}.png"
     photo = _picture(input_dir, name, width, height, MASKED if masked else DETECTED, mask=masked)
     prompt = workflow_to_api(json.loads(FULL_FRAME_WORKFLOW.read_text()), comfy_server.object_info())
-    _set(prompt, "SingerCheckpointLoader", ckpt_name=singer_models["ckpt_name"])
-    _set(prompt, "SingerAudioEncoderLoader", wav2vec_name=singer_models["wav2vec_name"])
-    _set(prompt, "SingerFaceAnalyzerLoader", model_pack=singer_models["model_pack"])
-    _set(prompt, "SingerVocalSeparatorLoader", model_name=singer_models["model_name"])
-    _set(prompt, "VAELoader", vae_name=singer_models["vae_name"])
+    _use_tiny_models(prompt, singer_models)
     _set(prompt, "SingerSampler", steps=1, seed=3, dtype="fp32")
     _set(prompt, "SaveVideo", filename_prefix=f"full_frame/{width}x{height}")
     image = _set(prompt, "LoadImage", image=name)

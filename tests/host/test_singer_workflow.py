@@ -36,14 +36,19 @@ def _id(prompt: dict, class_type: str) -> str:
     return node_id
 
 
-def _fast_workflow(comfy_server, singer_models, steps: int = 2, seed: int = 42) -> dict:
-    """workflows/singer.json in the API format, pointed at the tiny models, 64x64, a few steps."""
-    prompt = workflow_to_api(json.loads(WORKFLOW.read_text()), comfy_server.object_info())
+def _use_tiny_models(prompt: dict, singer_models: dict) -> None:
+    """Point a shipped workflow's loaders at the tiny test models."""
     _set(prompt, "SingerCheckpointLoader", ckpt_name=singer_models["ckpt_name"])
     _set(prompt, "SingerAudioEncoderLoader", wav2vec_name=singer_models["wav2vec_name"])
     _set(prompt, "SingerFaceAnalyzerLoader", model_pack=singer_models["model_pack"])
     _set(prompt, "SingerVocalSeparatorLoader", model_name=singer_models["model_name"])
     _set(prompt, "VAELoader", vae_name=singer_models["vae_name"])
+
+
+def _fast_workflow(comfy_server, singer_models, steps: int = 2, seed: int = 42) -> dict:
+    """workflows/singer.json in the API format, pointed at the tiny models, 64x64, a few steps."""
+    prompt = workflow_to_api(json.loads(WORKFLOW.read_text()), comfy_server.object_info())
+    _use_tiny_models(prompt, singer_models)
     _set(prompt, "SingerReferenceEncode", width=SIZE, height=SIZE)
     _set(prompt, "SingerSampler", steps=steps, seed=seed, dtype="fp32")
     _set(prompt, "SaveVideo", filename_prefix=f"singer_test_{steps}_{seed}")
